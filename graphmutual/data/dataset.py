@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -79,7 +80,13 @@ class GraphDataset:
         """
         if self.splitter is None:
             raise ValueError(f"dataset {self.name!r} has no split defined")
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        try:
+            if isinstance(seed, bool):
+                raise TypeError
+            seed = operator.index(seed)  # accepts int, numpy and 0-dim torch integers
+        except TypeError:
+            raise ValueError(f"split seed must be a non-negative int, got {seed!r}") from None
+        if seed < 0:
             raise ValueError(f"split seed must be a non-negative int, got {seed!r}")
         return self.splitter(seed)
 

@@ -76,11 +76,27 @@ def _has_files(folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
-def _missing(name: str, expected: Path, download_hint: str) -> FileNotFoundError:
+def _missing(name: str, expected: Path, reason: str = "") -> FileNotFoundError:
+    action = (
+        "retry on a machine with internet access"
+        if reason
+        else "call load_dataset(..., download=True) on a machine with internet access"
+    )
     return FileNotFoundError(
-        f"{name}: dataset files not found at {expected}. {download_hint} Put the raw files "
-        f"there (the root must hold Planetoid/, TUDataset/, Amazon/, Coauthor/, ogb/ like "
-        f"shared/datasets), or pass download=True on a machine with internet."
+        f"{name}: dataset files not found at {expected}. {reason}Copy the raw files there "
+        "(the root must hold Planetoid/, TUDataset/, Amazon/, Coauthor/, ogb/ like "
+        f"shared/datasets) or {action} to let PyG/OGB download them."
+    )
+
+
+def _corrupt(name: str, dataset_dir: Path, exc: BaseException) -> Exception:
+    detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, FileNotFoundError):
+        return FileNotFoundError(f"{name}: a dataset file is missing in {dataset_dir} ({detail})")
+    return ValueError(
+        f"{name}: could not read or process the dataset files in {dataset_dir} ({detail}); "
+        "any partial processed/ folder was removed. Check the raw files, or delete the "
+        "folder to download it again."
     )
 
 
@@ -108,7 +124,6 @@ def _build(
     *,
     raw_present: bool,
     download: bool,
-    download_hint: str = "",
 ) -> Any:
     """Run ``construct()`` (a PyG/OGB dataset constructor) with clean-up on failure.
 
@@ -120,13 +135,16 @@ def _build(
         download: whether the loader may download missing raw files.
     """
     if not raw_present and not download:
-        raise _missing(name, dataset_dir, download_hint)
+        raise _missing(name, dataset_dir)
+    parent_existed = dataset_dir.parent.exists()
     dir_existed = dataset_dir.exists()
     processed = dataset_dir / "processed"
     processed_existed = processed.exists()
 
     def cleanup() -> None:
-        if not dir_existed:
+        if not parent_existed:  # e.g. <root>/Planetoid created by a failed download
+            shutil.rmtree(dataset_dir.parent, ignore_errors=True)
+        elif not dir_existed:
             shutil.rmtree(dataset_dir, ignore_errors=True)
         elif not processed_existed:
             shutil.rmtree(processed, ignore_errors=True)
@@ -140,7 +158,9 @@ def _build(
     except Exception as exc:
         cleanup()
         if not raw_present:
-            raise _missing(name, dataset_dir, f"Download failed ({exc}).") from exc
+            raise _missing(
+                name, dataset_dir, f"Download failed ({type(exc).__name__}: {exc}). "
+            ) from exc
         if processed_existed and processed.exists():
             # A stale or truncated processed/ (e.g. a killed earlier run): rebuild it once.
             warnings.warn(
@@ -152,10 +172,10 @@ def _build(
             try:
                 with _no_stdin_prompt(name):
                     return construct()
-            except Exception:
+            except Exception as exc2:
                 shutil.rmtree(processed, ignore_errors=True)
-                raise
-        raise
+                raise _corrupt(name, dataset_dir, exc2) from exc2
+        raise _corrupt(name, dataset_dir, exc) from exc
 
 
 # --------------------------------------------------------------------------------------------
