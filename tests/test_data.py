@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,6 +62,24 @@ def test_bundled_cora_equals_pyg_planetoid(tmp_dataset_copy):
     with_root = load_dataset("cora", root)
     assert with_root.root == str(root)
     assert torch.equal(with_root.data.x, ours.x)
+
+
+def test_build_script_reproduces_bundled_cora(shared_datasets, tmp_path):
+    import importlib.util
+
+    from graphmutual.data.bundled import load_bundled_cora
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_bundled_cora.py"
+    spec = importlib.util.spec_from_file_location("build_bundled_cora", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "cora.npz"
+    raw = shared_datasets / "Planetoid" / "Cora" / "raw"
+    assert module.main(["--raw", str(raw), "--out", str(out)]) == 0
+    rebuilt, shipped = load_bundled_cora(out), load_bundled_cora()
+    for key in shipped.keys():
+        assert torch.equal(rebuilt[key], shipped[key]), key
+    assert not (raw.parent / "processed").exists()
 
 
 def test_citeseer_from_temp_copy(tmp_dataset_copy, shared_datasets):
@@ -320,3 +339,14 @@ def test_split_rejects_bad_seed():
     ds = load_dataset("cora")
     with pytest.raises(ValueError, match="non-negative int"):
         ds.split(-1)
+
+
+def test_bundled_loader_errors(tmp_path):
+    from graphmutual.data.bundled import load_bundled_cora
+
+    with pytest.raises(FileNotFoundError, match="build_bundled_cora.py"):
+        load_bundled_cora(tmp_path / "missing.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="corrupt"):
+        load_bundled_cora(bad)
