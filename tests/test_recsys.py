@@ -1,0 +1,288 @@
+"""Tests of graphmutual.recsys: metrics, masking, loaders, model, training, missing data."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from graphmutual.recsys.data import (
+    RecData,
+    load_lastfm2k,
+    load_lfm2k_multimodal,
+    load_mmrec,
+    random_split_per_user,
+)
+from graphmutual.recsys.metrics import evaluate_full_ranking, metrics_from_hits
+from graphmutual.recsys.model import build_model, normalized_adjacency
+from graphmutual.recsys.train import RecTrainConfig, bpr_loss, evaluate, fit, mutual_loss
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+needs_data = pytest.mark.skipif(
+    not (SHARED / "lfm2k-multimodal").is_dir() or not (SHARED / "lastfm-2k").is_dir(),
+    reason="shared Last.fm datasets not available",
+)
+L2 = math.log2
+
+
+# ------------------------------------------------------------------------------- metrics
+def test_metrics_hand_computed():
+    hits = torch.tensor([[1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 0, 0]], dtype=torch.bool)
+    n_rel = torch.tensor([2, 1, 3])
+    m = metrics_from_hits(hits, n_rel, ks=(2, 4))
+    idcg2 = 1 + 1 / L2(3)
+    idcg3 = 1 + 1 / L2(3) + 1 / L2(4)
+    expect = {
+        "recall@2": [0.5, 0, 1 / 3], "precision@2": [0.5, 0, 0.5], "hit@2": [1, 0, 1],
+        "ndcg@2": [1 / idcg2, 0, (1 / L2(3)) / idcg2],
+        "recall@4": [1.0, 0, 1 / 3], "precision@4": [0.5, 0, 0.25], "hit@4": [1, 0, 1],
+        # user 0: IDCG over min(|T|=2, 4) = 2 positions; user 2: over 3 positions
+        "ndcg@4": [(1 + 1 / L2(4)) / idcg2, 0, (1 / L2(3)) / idcg3],
+    }
+    for k, v in expect.items():
+        assert torch.allclose(m[k], torch.tensor(v, dtype=torch.float)), k
+
+
+def test_metrics_bad_input():
+    with pytest.raises(ValueError):
+        metrics_from_hits(torch.zeros(2, 5, dtype=torch.bool), torch.ones(2), ks=(10,))
+    with pytest.raises(ValueError):
+        metrics_from_hits(torch.zeros(2, 5, dtype=torch.bool), torch.ones(3), ks=(5,))
+
+
+def _fixed_scores():
+    # 3 users, 6 items; higher item index = higher score, except per-user tweaks
+    s = torch.arange(6, dtype=torch.float).repeat(3, 1)
+    return lambda u: s[u]
+
+
+def test_full_ranking_masks_training_items_and_skips_users_without_test():
+    score = _fixed_scores()
+    train = torch.tensor([[0, 0], [5, 4]])  # user 0 trained on the two top items
+    valid = torch.tensor([[0], [3]])
+    test = torch.tensor([[0, 1], [2, 5]])  # user 2 has no test item
+    r = evaluate_full_ranking(score, test, [train], 3, 6, ks=(1, 2))
+    assert r["num_users"] == 2
+    # user 0 ranking after masking 5, 4: [3, 2] -> hit at rank 2; user 1: [5, ...] -> rank 1
+    assert r["recall@1"] == pytest.approx(0.5)
+    assert r["ndcg@2"] == pytest.approx((1 / L2(3) + 1) / 2)
+    # masking validation items too: user 0 ranking [2, 1] -> hit at rank 1
+    r2 = evaluate_full_ranking(score, test, [train, valid], 3, 6, ks=(1, 2))
+    assert r2["recall@1"] == pytest.approx(1.0)
+    # without masking, user 0's top-2 are its own training items
+    r3 = evaluate_full_ranking(score, test, [], 3, 6, ks=(1, 2))
+    assert r3["recall@2"] == pytest.approx(0.5)
+
+
+def test_full_ranking_batching_is_invariant():
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(50, 40, generator=g)
+    pairs = torch.stack([torch.randint(50, (300,), generator=g), torch.randint(40, (300,),
+                                                                                generator=g)])
+    train, test = pairs[:, :200], pairs[:, 200:]
+    a = evaluate_full_ranking(lambda u: s[u], test, [train], 50, 40, batch_size=7)
+    b = evaluate_full_ranking(lambda u: s[u], test, [train], 50, 40, batch_size=1000)
+    assert a == pytest.approx(b)
+
+
+# ------------------------------------------------------------------------------- data
+def test_random_split_per_user_is_seeded_and_per_user():
+    rng = np.random.default_rng(0)
+    pairs = np.stack([np.repeat(np.arange(20), 50), rng.integers(0, 999, 1000)], 1)
+    a = random_split_per_user(pairs, seed=1)
+    b = random_split_per_user(pairs, seed=1)
+    c = random_split_per_user(pairs, seed=2)
+    assert all((x == y).all() for x, y in zip(a, b))
+    assert not (a[1] == c[1]).all()
+    for u in range(20):
+        rows = pairs[:, 0] == u
+        assert (a[0][rows].sum(), a[1][rows].sum(), a[2][rows].sum()) == (40, 5, 5)
+    with pytest.raises(ValueError):
+        random_split_per_user(pairs, ratios=(0.5, 0.2, 0.2))
+
+
+def write_tiny_mmrec(path: Path) -> None:
+    rows = []
+    for u in range(6):
+        items = [(u + j) % 8 for j in range(5)]
+        rows += [(u, i, 1, 0) for i in items[:3]] + [(u, items[3], 1, 1), (u, items[4], 1, 2)]
+    pd.DataFrame(rows, columns=["userID", "itemID", "rating", "x_label"]).to_csv(
+        path / "tiny.inter", sep="\t", index=False)
+    img = np.random.default_rng(0).normal(size=(8, 5)).astype(np.float32)
+    img[3] = 0.0  # item 3 has no image
+    txt = np.random.default_rng(1).normal(size=(8, 4))
+    txt[6] = np.nan  # item 6 has no text
+    np.save(path / "image_feat.npy", img)
+    np.save(path / "text_feat.npy", txt)
+
+
+def test_mmrec_layout(tmp_path):
+    write_tiny_mmrec(tmp_path)
+    d = load_mmrec(tmp_path)
+    assert (d.num_users, d.num_items) == (6, 8)
+    assert (d.train.size(1), d.valid.size(1), d.test.size(1)) == (18, 6, 6)
+    assert d.modalities == ["image", "text"]
+    assert not d.masks["image"][3] and d.masks["image"].sum() == 7
+    assert not d.masks["text"][6] and torch.isfinite(d.features["text"]).all()
+    h = d.to_hetero()
+    assert h["user", "rates", "item"].edge_index.shape == (2, 18)
+    assert h["item"].x_image.shape == (8, 5)
+    # a short run of the full model on it
+    model = build_model("mutual", d, dim=8, num_layers=1)
+    res = fit(model, d, RecTrainConfig(epochs=2, eval_every=1, progress=False))
+    assert set(res.branches) == {"image", "text"}
+    assert 0.0 <= res.test["ndcg@10"] <= 1.0
+
+
+def test_mmrec_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_mmrec(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError):
+        load_mmrec(tmp_path)  # no .inter file
+    write_tiny_mmrec(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_mmrec(tmp_path, features={"audio": "audio.npy"})
+    np.save(tmp_path / "bad.npy", np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="expected"):
+        load_mmrec(tmp_path, features={"bad": "bad.npy", "image": "image_feat.npy"})
+    (tmp_path / "bad.npy").unlink()
+    df = pd.read_csv(tmp_path / "tiny.inter", sep="\t")
+    df.loc[0, "x_label"] = 7
+    df.to_csv(tmp_path / "tiny.inter", sep="\t", index=False)
+    with pytest.raises(ValueError, match="x_label"):
+        load_mmrec(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def lfm2k() -> RecData:
+    return load_lfm2k_multimodal(SHARED)
+
+
+@needs_data
+def test_lfm2k_multimodal_loader(lfm2k):
+    d = lfm2k
+    assert (d.num_users, d.num_items) == (1858, 1425)
+    assert (d.train.size(1), d.valid.size(1), d.test.size(1)) == (44327, 4799, 7219)
+    assert d.modalities == ["vggish", "whisper", "text", "tags"]
+    assert {m: tuple(x.shape) for m, x in d.features.items()} == {
+        "vggish": (1425, 128), "whisper": (1425, 512), "text": (1425, 384), "tags": (1425, 64)}
+    assert d.social.size(1) > 20000 and (d.social[0] != d.social[1]).all()
+    # symmetric friendships
+    keys = set(map(tuple, d.social.t().tolist()))
+    assert all((b, a) in keys for a, b in list(keys)[:500])
+    assert d.item_names[0] == "Groove Armada"
+    h = d.to_hetero()
+    assert h["user", "friends", "user"].edge_index.size(1) == d.social.size(1)
+    assert h["item"].mask_tags.dtype == torch.bool
+
+
+@needs_data
+def test_lastfm2k_loader():
+    d = load_lastfm2k(SHARED, seed=0, modalities=("tags", "whisper"))
+    assert (d.num_users, d.num_items) == (1892, 17632)
+    total = d.train.size(1) + d.valid.size(1) + d.test.size(1)
+    assert total == 92834
+    assert d.social.size(1) == 25434
+    assert 0.79 < d.train.size(1) / total < 0.82
+    cov = d.coverage()
+    assert 0.5 < cov["tags"] < 0.9  # untagged artists: real per-item missingness
+    assert d.masks["whisper"].sum() == 1425
+    assert not d.features["tags"][~d.masks["tags"]].any()
+    d2 = load_lastfm2k(SHARED, seed=0, modalities=())
+    assert torch.equal(d.test, d2.test)
+    d3 = load_lastfm2k(SHARED, seed=1, modalities=())
+    assert not torch.equal(d.test, d3.test)
+    names = set(d.item_names)
+    assert "Metallica" in names and any('"' in n for n in names)  # quotes survive
+
+
+# ------------------------------------------------------------------------------- model
+def _toy_data(missing: bool = True) -> RecData:
+    g = torch.Generator().manual_seed(0)
+    pairs = torch.stack([torch.arange(40) % 10, torch.randint(12, (40,), generator=g)])
+    pairs = torch.unique(pairs, dim=1)
+    a = torch.randn(12, 6, generator=g)
+    mask_a = torch.ones(12, dtype=torch.bool)
+    if missing:
+        mask_a[:4] = False
+    return RecData("toy", 10, 12, pairs, pairs[:, :3], pairs[:, 3:6],
+                   social=torch.tensor([[0, 1], [1, 0]]),
+                   features={"a": a, "b": torch.randn(12, 3, generator=g)},
+                   masks={"a": mask_a})
+
+
+def test_adjacency_is_symmetric_normalised():
+    d = _toy_data()
+    adj = normalized_adjacency(d.num_users, d.num_items, d.train, d.social).to_dense()
+    assert torch.allclose(adj, adj.t())
+    deg = (adj != 0).sum(1)
+    assert (adj.diagonal() == 0).all() and deg.sum() == 2 * d.train.size(1) + 2
+
+
+def test_missing_modality_branch_is_skipped():
+    d = _toy_data()
+    model = build_model("mutual", d, dim=8, num_layers=2)
+    with torch.no_grad():
+        model.gate.normal_()
+    w = model.item_weights()
+    assert torch.allclose(w.sum(1), torch.ones(12))
+    assert (w[:4, 0] == 0).all() and (w[:4, 1] == 1).all() and (w[4:] > 0).all()
+    model.eval()
+    users = torch.arange(10)
+    full = model.full_scores(users)
+    items = torch.arange(12).repeat(10, 1)
+    assert torch.allclose(full, model(users, items), atol=1e-5)
+    # features of a missing item do not change its score
+    before = model.full_scores(users).clone()
+    model.x_a[:4] = 99.0
+    model.train()
+    model.eval()
+    assert torch.allclose(before, model.full_scores(users))
+    assert "branches=['a', 'b']" in repr(model)
+
+
+def test_hide_modality_and_mutual_loss_absent_teacher():
+    d = _toy_data(missing=False)
+    h = d.hide_modality("a", 0.5, seed=0)
+    assert h.masks["a"].sum() == 6 and d.masks["a"].all()
+    assert not h.features["a"][~h.masks["a"]].any()
+    scores = torch.randn(2, 5, 4, requires_grad=True)
+    cfg = RecTrainConfig()
+    both = torch.ones(5, 2, dtype=torch.bool)
+    mimic, _ = mutual_loss(scores, both, cfg)
+    assert mimic > 0
+    # peer 1 absent everywhere: branch 0 gets no target, branch 1 still learns from 0
+    only0 = both.clone()
+    only0[:, 1] = False
+    mimic, _ = mutual_loss(scores, only0, cfg)
+    mimic.backward()
+    assert scores.grad[0].abs().sum() == 0 and scores.grad[1].abs().sum() > 0
+    scores.grad = None
+    mimic, alw_term = mutual_loss(scores, both, RecTrainConfig(weighting="adaptive"),
+                                  alw=__import__("graphmutual.mutual.alw", fromlist=["x"])
+                                  .AdaptiveLogitWeighting(2))
+    assert torch.isfinite(mimic) and torch.isfinite(alw_term)
+    assert bpr_loss(torch.tensor([[5.0, -5.0]])) < bpr_loss(torch.tensor([[-5.0, 5.0]]))
+
+
+@needs_data
+def test_short_training_beats_popularity(lfm2k):
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    full = lfm2k.with_modalities(["whisper", "text"])
+    keep = [p[:, p[0] < 600] for p in (full.train, full.valid, full.test)]  # 600 users
+    d = RecData(**{**full.__dict__, "num_users": 600, "train": keep[0], "valid": keep[1],
+                   "test": keep[2], "social": full.social[:, (full.social < 600).all(0)],
+                   "user_ids": full.user_ids[:600]})
+    pop = d.item_degree().float()
+    base = evaluate_full_ranking(lambda u: pop.expand(u.numel(), -1), d.test,
+                                 [d.train, d.valid], d.num_users, d.num_items)
+    model = build_model("mutual", d, dim=32, num_layers=2)
+    cfg = RecTrainConfig(epochs=3, eval_every=3, progress=False, lr=1e-2)
+    res = fit(model, d, cfg)
+    assert res.test["ndcg@10"] > 1.5 * base["ndcg@10"]
+    assert res.test["recall@20"] > base["recall@20"]
+    assert evaluate(model, d, "test", cfg) == pytest.approx(res.test)
+    assert set(res.branches) == {"whisper", "text"}
