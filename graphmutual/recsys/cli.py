@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
     for seed in seeds:
         data = load_dataset(args.dataset, root, seed=seed, modalities=mods,
                             social=not args.no_social)
+        if args.user is not None:
+            data.user_index(args.user)  # fail on an unknown user before training
         cfg = RecTrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, reg=args.reg,
             num_negatives=args.negatives, mutual=0.0 if args.no_mutual else args.mutual_weight,
