@@ -1,0 +1,81 @@
+r"""Graph-level students: a node model, a global pooling and a classification head.
+
+.. math::
+    h_v = \mathrm{GNN}(\mathrm{enc}(x))_v, \qquad
+    z_G = \mathrm{head}\Big(\mathrm{pool}_{v \in G}\, h_v\Big)
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
+
+POOLS = {"mean": global_mean_pool, "add": global_add_pool, "sum": global_add_pool,
+         "max": global_max_pool}
+
+
+class GraphStudent(nn.Module):
+    """Wrap a node-level model into a graph classifier.
+
+    Args:
+        node_model: maps ``(x, edge_index)`` to node embeddings ``[N, H]``.
+        hidden_channels: ``H``, the width of the node embeddings.
+        out_channels: number of classes ``C``.
+        pool: ``"mean"``, ``"add"``/``"sum"`` or ``"max"``.
+        encoder: optional input encoder applied to ``x`` first (e.g. OGB's ``AtomEncoder``
+            for integer atom features).
+        dropout: dropout before the head.
+        name: display name (defaults to the node model's).
+    """
+
+    def __init__(
+        self,
+        node_model: nn.Module,
+        hidden_channels: int,
+        out_channels: int,
+        pool: str = "mean",
+        encoder: Optional[nn.Module] = None,
+        dropout: float = 0.5,
+        name: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"unknown pooling '{pool}'; choose from {sorted(POOLS)}")
+        self.encoder = encoder
+        self.node_model = node_model
+        self.pool_name = pool
+        self.pool = POOLS[pool]
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Sequential(
+            nn.Linear(hidden_channels, hidden_channels), nn.ReLU(),
+            nn.Linear(hidden_channels, out_channels),
+        )
+        self.name = name or getattr(node_model, "name", node_model.__class__.__name__)
+
+    def reset_parameters(self) -> None:
+        for module in (self.encoder, self.node_model):
+            if module is not None and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        for layer in self.head:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        batch: Optional[Tensor] = None,
+        edge_attr: Optional[Tensor] = None,
+    ) -> Tensor:
+        if self.encoder is not None:
+            x = self.encoder(x)
+        if batch is None:
+            batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+        h = self.node_model(x, edge_index)
+        return self.head(self.dropout(self.pool(h, batch)))
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.node_model!r}, pool={self.pool_name}, "
+                f"name={self.name})")
