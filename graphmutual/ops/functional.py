@@ -9,6 +9,7 @@ and are ``torch.library`` custom ops underneath, so they also run under
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Union
 
 import torch
@@ -16,7 +17,6 @@ from torch import Tensor
 
 from graphmutual.ops import _validate as V
 from graphmutual.ops._custom_ops import edge_softmax_op, segment_op, spmm_op
-from graphmutual.ops.backend import current_backend
 from graphmutual.ops.csr import CSR
 
 Adj = Union[CSR, tuple[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
@@ -56,6 +56,11 @@ def _edge_weight(w: Optional[Tensor], x: Tensor, num_edges: int, k: int, name: s
     return w.contiguous()
 
 
+def _flat(x: Tensor) -> Tensor:
+    """``x`` as ``[x.size(0), prod(rest)]`` (also for zero-sized tensors)."""
+    return x.reshape(x.size(0), math.prod(x.shape[1:]))
+
+
 def _mean(out: Tensor, rowptr: Tensor) -> Tensor:
     deg = (rowptr[1:] - rowptr[:-1]).clamp(min=1).to(out.dtype)
     return out / deg.view((-1,) + (1,) * (out.dim() - 1))
@@ -92,7 +97,7 @@ def spmm(adj: Adj, x: Tensor, reduce: str = "sum", value: Optional[Tensor] = Non
     if w is not None and w.size(1) != 1:
         raise ValueError("spmm takes one weight per edge; use multi_spmm for [E, K] weights")
     V.same_device(("rowptr", rowptr), ("col", col), ("x", x), ("value", w))
-    x3 = x.reshape(x.size(0), 1, -1).contiguous()
+    x3 = _flat(x).unsqueeze(1).contiguous()
     out = spmm_op(rowptr, col, w, x3, *t)
     out = out.reshape((out.size(0),) + tuple(x.shape[1:]))
     return _mean(out, rowptr) if reduce == "mean" else out
@@ -127,8 +132,7 @@ def multi_spmm(adj: Adj, x: Tensor, weight: Optional[Tensor] = None,
         if num_students is None or num_students < 1 or x.size(1) % num_students:
             raise ValueError("2-D x needs num_students=K dividing x.size(1) "
                              f"(got x {tuple(x.shape)}, num_students={num_students})")
-        x3 = x.view(x.size(0), num_students, -1) if x.is_contiguous() else \
-            x.reshape(x.size(0), num_students, -1)
+        x3 = x.reshape(x.size(0), num_students, x.size(1) // num_students)
     else:
         raise ValueError(f"x must be [N, K, F] or [N, K * F], got {tuple(x.shape)}")
     rowptr, col, tvalue, t = _structure(adj, x.size(0))
@@ -139,7 +143,7 @@ def multi_spmm(adj: Adj, x: Tensor, weight: Optional[Tensor] = None,
     out = spmm_op(rowptr, col, w, x3.contiguous(), *t)
     if reduce == "mean":
         out = _mean(out, rowptr)
-    return out if x.dim() == 3 else out.reshape(out.size(0), -1)
+    return out if x.dim() == 3 else _flat(out)
 
 
 def segment(src: Tensor, ptr: Tensor, reduce: str = "sum") -> Tensor:
@@ -166,7 +170,7 @@ def segment(src: Tensor, ptr: Tensor, reduce: str = "sum") -> Tensor:
         raise ValueError("src must have at least one dimension")
     V.same_device(("src", src), ("ptr", ptr))
     V.check_ptr(ptr, src.size(0), "ptr")
-    src2 = src.reshape(src.size(0), -1).contiguous()
+    src2 = _flat(src).contiguous()
     out, _ = segment_op(src2, ptr, reduce)
     return out.reshape((out.size(0),) + tuple(src.shape[1:]))
 
@@ -189,9 +193,8 @@ def scatter(src: Tensor, index: Tensor, dim: int = 0, dim_size: Optional[int] = 
         \mathbf{y}_i = \bigoplus_{e \,:\, \mathrm{index}_e = i} \mathbf{x}_e
 
     Same semantics as :func:`torch_geometric.utils.scatter` for sum/mean/max/min (empty
-    outputs are zero). Our backends sort ``index`` (skipped when already sorted) and run
-    :func:`segment`: deterministic and atomics-free; the ``reference`` backend uses
-    :meth:`torch.Tensor.scatter_reduce`.
+    outputs are zero). ``index`` is sorted (skipped when already sorted) and reduced with
+    :func:`segment`, so the result is deterministic and no backend needs atomics.
 
     Args:
         src: source tensor.
@@ -216,28 +219,12 @@ def scatter(src: Tensor, index: Tensor, dim: int = 0, dim_size: Optional[int] = 
         dim_size = int(index.max()) + 1 if index.numel() else 0
     V.check_range(index, dim_size, "index")
     x = src.movedim(dim, 0)
-    if current_backend(src.device) == "reference":
-        out = _scatter_reference(x.reshape(x.size(0), -1), index.long(), dim_size, reduce)
-    else:
-        perm, ptr = _sort_index(index, dim_size)
-        x2 = x.reshape(x.size(0), -1)
-        if perm is not None:
-            x2 = x2.index_select(0, perm)
-        out, _ = segment_op(x2.contiguous(), ptr, reduce)
+    perm, ptr = _sort_index(index, dim_size)
+    x2 = _flat(x)
+    if perm is not None:
+        x2 = x2.index_select(0, perm)
+    out, _ = segment_op(x2.contiguous(), ptr, reduce)
     return out.reshape((dim_size,) + tuple(x.shape[1:])).movedim(0, dim)
-
-
-def _scatter_reference(x: Tensor, index: Tensor, dim_size: int, reduce: str) -> Tensor:
-    idx = index.unsqueeze(-1).expand_as(x)
-    out = x.new_zeros((dim_size, x.size(1)))
-    if reduce in ("sum", "mean"):
-        out = out.scatter_add(0, idx, x)
-        if reduce == "mean":
-            cnt = torch.bincount(index, minlength=dim_size).clamp(min=1).to(x.dtype)
-            out = out / cnt.unsqueeze(-1)
-        return out
-    return out.scatter_reduce(0, idx, x, "amax" if reduce == "max" else "amin",
-                              include_self=False)
 
 
 def edge_softmax(score: Tensor, adj: Union[CSR, Tensor, None] = None, *,
