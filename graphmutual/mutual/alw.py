@@ -125,7 +125,7 @@ class AdaptiveLogitWeighting(nn.Module):
 
 
 def peer_targets(logits: Tensor, alpha: Tensor, tau: Tensor) -> Tensor:
-    r"""Peer targets :math:`q_k = \sum_{j\ne k}\alpha_{k\leftarrow j}\,\mathrm{softmax}(z_j/\tau_j)`.
+    r"""Peer targets :math:`q_k = \sum_{j\ne k}\alpha_{k\leftarrow j}\,\sigma(z_j/\tau_j)`.
 
     Args:
         logits: ``[K, N, C]`` (detached here).

@@ -122,4 +122,10 @@ def build_student(
     opts = {**STUDENT_DEFAULTS[key], **kwargs}
     if key != "gat":
         opts.pop("heads", None)
-    return STUDENTS[key](in_channels, hidden_channels, num_layers, out_channels, **opts)
+    student = STUDENTS[key](in_channels, hidden_channels, num_layers, out_channels, **opts)
+    # recorded so that an exported student can be rebuilt by plain PyG (see train.export)
+    student.init_kwargs = dict(in_channels=in_channels, hidden_channels=hidden_channels,
+                               num_layers=num_layers, out_channels=out_channels, **opts)
+    if key == "mlp":
+        student.init_kwargs["norm"] = None
+    return student

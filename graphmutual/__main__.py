@@ -1,0 +1,6 @@
+"""``python -m graphmutual`` is ``graphmutual``."""
+import sys
+
+from graphmutual.cli import main
+
+sys.exit(main())

@@ -1,0 +1,97 @@
+"""Build a cohort of students for a loaded dataset (node or graph task)."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+from torch import nn
+
+from graphmutual.data import GraphDataset
+from graphmutual.mutual import MutualEnsemble
+from graphmutual.nn import GraphStudent, build_student
+
+#: Task defaults used when a :class:`~graphmutual.train.TrainConfig` field is ``None``.
+NODE_DEFAULTS = dict(lr=0.01, epochs=200, hidden=64, num_layers=2, patience=100,
+                     batch_size=None)
+GRAPH_DEFAULTS = dict(lr=0.001, epochs=100, hidden=64, num_layers=3, patience=50,
+                      batch_size=32)
+OGB_MOL_DEFAULTS = dict(GRAPH_DEFAULTS, hidden=300, num_layers=5)
+
+
+def task_defaults(dataset: GraphDataset) -> dict:
+    if dataset.task == "node":
+        return NODE_DEFAULTS
+    return OGB_MOL_DEFAULTS if dataset.atom_features else GRAPH_DEFAULTS
+
+
+def unique_names(names: List[str]) -> List[str]:
+    """``["gcn", "gcn", "gat"]`` → ``["gcn", "gcn_2", "gat"]``."""
+    seen: dict = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return out
+
+
+def build_students(
+    dataset: GraphDataset,
+    names: List[str],
+    hidden: int,
+    num_layers: int,
+    dropout: Optional[float] = None,
+) -> List[nn.Module]:
+    """Instantiate the named students for ``dataset``'s task.
+
+    Node tasks get PyG models mapping features to class logits. Graph tasks get a
+    :class:`~graphmutual.nn.GraphStudent` (node model → mean pooling → MLP head); OGB
+    molecules are first embedded by OGB's ``AtomEncoder``.
+    """
+    extra = {} if dropout is None else {"dropout": dropout}
+    students: List[nn.Module] = []
+    for name in names:
+        if dataset.task == "node":
+            students.append(build_student(name, dataset.num_features, dataset.num_classes,
+                                          hidden, num_layers, **extra))
+            continue
+        encoder = None
+        in_channels = dataset.num_features
+        if dataset.atom_features:
+            from ogb.graphproppred.mol_encoder import AtomEncoder
+
+            encoder, in_channels = AtomEncoder(hidden), hidden
+        node_model = build_student(name, in_channels, hidden, hidden, num_layers, **extra)
+        students.append(GraphStudent(node_model, hidden, dataset.num_classes,
+                                     encoder=encoder, name=name,
+                                     dropout=extra.get("dropout", 0.5)))
+    return students
+
+
+def build_cohort(dataset: GraphDataset, config) -> MutualEnsemble:
+    """A :class:`~graphmutual.MutualEnsemble` for ``dataset`` as ``config`` describes it."""
+    d = task_defaults(dataset)
+    students = build_students(
+        dataset, config.students, config.hidden or d["hidden"],
+        config.num_layers or d["num_layers"], config.dropout,
+    )
+    method = config.method
+    if len(students) == 1 and method != "independent":
+        raise ValueError(
+            f"method '{method}' needs at least 2 students; got only {config.students}"
+        )
+    return MutualEnsemble(
+        students,
+        method=method,
+        weighting=config.weighting,
+        entropy=config.entropy,
+        entropy_mode=config.entropy_mode,
+        divergence=config.divergence,
+        temperature=config.temperature,
+        mimic_weight=config.mimic_weight,
+        warmup=config.warmup,
+        t_min=config.t_min,
+        t_max=config.t_max,
+        schedule=config.schedule,
+        renyi_alpha=config.renyi_alpha,
+        balance=config.balance,
+        names=unique_names([s.lower() for s in config.students]),
+    )

@@ -1,0 +1,362 @@
+"""The trainer: node tasks full-batch, graph tasks in mini-batches.
+
+For every seed the trainer builds a fresh cohort, trains it with early stopping, and keeps,
+for every *member* (each student, the mean ensemble and — with ALW — the ALW-weighted
+ensemble), the test metric at that member's best validation epoch (model selection on
+validation only). State is checkpointed atomically every ``checkpoint_every`` epochs with
+all random-number-generator states, so ``resume=True`` continues a killed run to the same
+result as an uninterrupted one on the CPU.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from graphmutual.data import GraphDataset, load_dataset, validate_graph
+from graphmutual.mutual import MutualEnsemble
+from graphmutual.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from graphmutual.train.cohort import build_cohort, task_defaults
+from graphmutual.train.config import TrainConfig
+from graphmutual.train.export import export_student
+from graphmutual.train.metrics import evaluate
+
+ENSEMBLE = "ensemble"
+ENSEMBLE_ALW = "ensemble_alw"
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch; optionally switch torch to deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"invalid device '{name}' (use cpu, cuda, cuda:0 or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' requested but CUDA is not available here")
+    return device
+
+
+def _rng_state() -> Dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: Dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+@dataclass
+class Best:
+    val: float = -math.inf
+    test: float = float("nan")
+    epoch: int = -1
+
+
+class Trainer:
+    """Train a cohort on a dataset under the dataset's protocol, for several seeds.
+
+    Args:
+        config: the run configuration.
+        dataset: an already loaded dataset (else ``config.dataset`` is loaded from
+            ``config.root``).
+    """
+
+    def __init__(self, config: TrainConfig, dataset: Optional[GraphDataset] = None) -> None:
+        self.config = config
+        self.dataset = dataset if dataset is not None else load_dataset(config.dataset,
+                                                                        config.root)
+        self.device = resolve_device(config.device)
+        d = task_defaults(self.dataset)
+        self.epochs = config.epochs or d["epochs"]
+        self.lr = config.lr or d["lr"]
+        self.patience = config.patience or d["patience"]
+        self.batch_size = config.batch_size or d["batch_size"]
+        self.output = Path(config.output) if config.output else None
+        if self.dataset.task == "node":
+            validate_graph(self.dataset.data, self.dataset.num_classes)
+
+    # ----------------------------------------------------------------- members
+    def members(self, cohort: MutualEnsemble) -> List[str]:
+        extra = [ENSEMBLE] if cohort.num_students > 1 else []
+        if cohort.alw is not None:
+            extra.append(ENSEMBLE_ALW)
+        return list(cohort.names) + extra
+
+    def _probs(self, cohort: MutualEnsemble, logits: torch.Tensor) -> Dict[str, torch.Tensor]:
+        out = {n: logits[k].softmax(-1) for k, n in enumerate(cohort.names)}
+        if cohort.num_students > 1:
+            out[ENSEMBLE] = cohort.predict(logits, "mean")
+        if cohort.alw is not None:
+            out[ENSEMBLE_ALW] = cohort.predict(logits, "alw")
+        return out
+
+    # --------------------------------------------------------------- node task
+    def _node_epoch(self, cohort, opt, data, split, epoch):
+        cohort.train()
+        cohort.set_epoch(epoch)
+        if cohort.schedule == "alternating":
+            losses = cohort.alternating_step((data.x, data.edge_index), data.y, split.train, opt)
+        else:
+            opt.zero_grad(set_to_none=True)
+            losses = cohort.loss(cohort(data.x, data.edge_index), data.y, split.train)
+            losses["total"].backward()
+            opt.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    @torch.no_grad()
+    def _node_eval(self, cohort, data, split):
+        cohort.eval()
+        logits = cohort(data.x, data.edge_index)
+        probs = self._probs(cohort, logits)
+        ds = self.dataset
+        out = {}
+        for name, p in probs.items():
+            out[name] = {
+                part: evaluate(p[mask], data.y[mask], ds.metric, ds.ogb_name)
+                for part, mask in (("val", split.val), ("test", split.test))
+            }
+        return out
+
+    # -------------------------------------------------------------- graph task
+    def _graph_loader(self, index, shuffle, generator=None):
+        from torch_geometric.loader import DataLoader
+
+        bs = self.batch_size if shuffle else max(self.batch_size, 256)
+        return DataLoader(self.dataset.data[index], batch_size=bs, shuffle=shuffle,
+                          generator=generator)
+
+    def _graph_epoch(self, cohort, opt, split, epoch, seed):
+        cohort.train()
+        cohort.set_epoch(epoch)
+        # the shuffling depends on (seed, epoch) only, so a resumed run sees the same batches
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        totals: Dict[str, float] = {}
+        batches = 0
+        for batch in self._graph_loader(split.train, True, gen):
+            batch = batch.to(self.device)
+            inputs = (batch.x, batch.edge_index)
+            kwargs = {"batch": batch.batch}
+            if cohort.schedule == "alternating":
+                losses = cohort.alternating_step(inputs, batch.y, None, opt, kwargs=kwargs)
+            else:
+                opt.zero_grad(set_to_none=True)
+                losses = cohort.loss(cohort(*inputs, **kwargs), batch.y)
+                losses["total"].backward()
+                opt.step()
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+            batches += 1
+        return {k: v / max(batches, 1) for k, v in totals.items()}
+
+    @torch.no_grad()
+    def _graph_eval(self, cohort, split):
+        cohort.eval()
+        ds = self.dataset
+        out: Dict[str, Dict[str, float]] = {}
+        for part, index in (("val", split.val), ("test", split.test)):
+            probs: Dict[str, List[torch.Tensor]] = {}
+            ys = []
+            for batch in self._graph_loader(index, False):
+                batch = batch.to(self.device)
+                logits = cohort(batch.x, batch.edge_index, batch=batch.batch)
+                for name, p in self._probs(cohort, logits).items():
+                    probs.setdefault(name, []).append(p)
+                ys.append(batch.y)
+            y = torch.cat(ys)
+            for name, ps in probs.items():
+                out.setdefault(name, {})[part] = evaluate(torch.cat(ps), y, ds.metric,
+                                                          ds.ogb_name)
+        return out
+
+    # --------------------------------------------------------------- one seed
+    def _checkpoint_path(self, seed: int) -> Optional[Path]:
+        return self.output / "checkpoints" / f"seed{seed}.pt" if self.output else None
+
+    def run_seed(self, seed: int, resume: bool = False) -> Dict:
+        """Train one cohort with ``seed``; return its per-member results."""
+        cfg, ds = self.config, self.dataset
+        seed_everything(seed, cfg.deterministic)
+        split = ds.split(seed)
+        cohort = build_cohort(ds, cfg).to(self.device)
+        opt = torch.optim.Adam(cohort.parameters(), lr=self.lr, weight_decay=cfg.weight_decay)
+        members = self.members(cohort)
+        best = {m: Best() for m in members}
+        best_states: Dict[str, Dict] = {}
+        history: List[Dict] = []
+        train_seconds: List[float] = []
+        start_epoch, since_best = 0, 0
+        ckpt = self._checkpoint_path(seed)
+
+        if resume and ckpt is not None and ckpt.exists():
+            state = load_checkpoint(ckpt)
+            cohort.load_state_dict(state["cohort"])
+            opt.load_state_dict(state["optimizer"])
+            best = {m: Best(**b) for m, b in state["best"].items()}
+            best_states = state["best_states"]
+            history = state["history"]
+            train_seconds = state["train_seconds"]
+            start_epoch, since_best = state["epoch"] + 1, state["since_best"]
+            _set_rng_state(state["rng"])
+
+        data = ds.data.to(self.device) if ds.task == "node" else None
+        if data is not None:
+            split = type(split)(split.train.to(self.device), split.val.to(self.device),
+                                split.test.to(self.device), split.description)
+        bar = tqdm(range(start_epoch, self.epochs), desc=f"{ds.name} seed {seed}",
+                   disable=not cfg.progress, leave=False, dynamic_ncols=True,
+                   initial=start_epoch, total=self.epochs)
+        for epoch in bar:
+            if since_best >= self.patience:
+                break
+            t0 = time.perf_counter()
+            if ds.task == "node":
+                losses = self._node_epoch(cohort, opt, data, split, epoch)
+            else:
+                losses = self._graph_epoch(cohort, opt, split, epoch, seed)
+            train_seconds.append(time.perf_counter() - t0)
+            if not math.isfinite(losses["total"]):
+                raise FloatingPointError(
+                    f"the loss became {losses['total']} at epoch {epoch} (seed {seed}); "
+                    "lower the learning rate or check the input features"
+                )
+            scores = (self._node_eval(cohort, data, split) if ds.task == "node"
+                      else self._graph_eval(cohort, split))
+            improved = False
+            for m in members:
+                v = scores[m]["val"]
+                if v > best[m].val:
+                    best[m] = Best(v, scores[m]["test"], epoch)
+                    improved = True
+                    if m in cohort.names:
+                        k = cohort.names.index(m)
+                        best_states[m] = copy.deepcopy(cohort.students[k].state_dict())
+            since_best = 0 if improved else since_best + 1
+            row = {"epoch": epoch, **{f"loss/{k}": v for k, v in losses.items()},
+                   **{f"{p}/{m}": scores[m][p] for m in members for p in ("val", "test")}}
+            history.append(row)
+            lead = ENSEMBLE if ENSEMBLE in scores else members[0]
+            bar.set_postfix(loss=f"{losses['total']:.3f}",
+                            val=f"{scores[lead]['val']:.3f}")
+            last = epoch + 1 >= self.epochs or since_best >= self.patience
+            if ckpt is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
+                save_checkpoint({
+                    "cohort": cohort.state_dict(), "optimizer": opt.state_dict(),
+                    "best": {m: vars(b) for m, b in best.items()},
+                    "best_states": best_states, "history": history,
+                    "train_seconds": train_seconds, "epoch": epoch,
+                    "since_best": since_best, "rng": _rng_state(),
+                }, ckpt)
+        bar.close()
+
+        result = {
+            "seed": seed,
+            "split": split.description,
+            "epochs_run": len(history),
+            "seconds_per_epoch": float(np.mean(train_seconds)) if train_seconds else 0.0,
+            "members": {m: vars(best[m]) for m in members},
+        }
+        self._last_cohort, self._last_best_states = cohort, best_states
+        if self.output is not None:
+            self._write_history(seed, history)
+        return result
+
+    def _write_history(self, seed: int, history: List[Dict]) -> None:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+        atomic_write_bytes(self.output / f"log_seed{seed}.csv",
+                           lambda f: f.write(buf.getvalue().encode()))
+
+    # -------------------------------------------------------------- all seeds
+    def run(self, resume: bool = False) -> Dict:
+        """Run every seed of the configuration and summarise (mean ± unbiased std)."""
+        per_seed = []
+        best_export = None
+        for seed in self.config.seeds:
+            done = self.output / f"seed{seed}.json" if self.output else None
+            if resume and done is not None and done.exists():
+                per_seed.append(json.loads(done.read_text()))
+                continue
+            res = self.run_seed(seed, resume=resume)
+            per_seed.append(res)
+            cohort = self._last_cohort
+            for k, name in enumerate(cohort.names):
+                val = res["members"][name]["val"]
+                if name in self._last_best_states and (best_export is None
+                                                        or val > best_export[0]):
+                    best_export = (val, seed, k, name)
+            if self.output is not None:
+                if best_export is not None and best_export[1] == seed:
+                    _, _, k, name = best_export
+                    student = cohort.students[k]
+                    student.load_state_dict(self._last_best_states[name])
+                    export_student(student, self.output / "best_student.pt", meta={
+                        "name": name, "seed": seed, "dataset": self.dataset.name,
+                        "val": res["members"][name]["val"],
+                        "test": res["members"][name]["test"],
+                    })
+                atomic_write_bytes(done, lambda f, r=res: f.write(json.dumps(r, indent=2)
+                                                                  .encode()))
+        results = summarize(per_seed, self.config, self.dataset)
+        if self.output is not None:
+            atomic_write_bytes(self.output / "results.json",
+                               lambda f: f.write(json.dumps(results, indent=2).encode()))
+        return results
+
+
+def summarize(per_seed: List[Dict], config: TrainConfig, dataset: GraphDataset) -> Dict:
+    """Collect per-seed results into ``results.json``'s layout."""
+    members: Dict[str, Dict[str, List]] = {}
+    for res in per_seed:
+        for m, b in res["members"].items():
+            d = members.setdefault(m, {"test": [], "val": [], "best_epoch": []})
+            d["test"].append(b["test"])
+            d["val"].append(b["val"])
+            d["best_epoch"].append(b["epoch"])
+    for d in members.values():
+        for part in ("test", "val"):
+            arr = np.asarray(d[part], dtype=float)
+            d[f"{part}_mean"] = float(arr.mean())
+            d[f"{part}_std"] = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    spe = [r["seconds_per_epoch"] for r in per_seed]
+    return {
+        "dataset": dataset.name,
+        "task": dataset.task,
+        "metric": dataset.metric,
+        "seeds": [r["seed"] for r in per_seed],
+        "splits": [r["split"] for r in per_seed],
+        "config": config.to_dict(),
+        "members": members,
+        "seconds_per_epoch": spe,
+        "seconds_per_epoch_mean": float(np.mean(spe)) if spe else 0.0,
+        "epochs_run": [r["epochs_run"] for r in per_seed],
+    }
