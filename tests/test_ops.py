@@ -115,6 +115,8 @@ def test_multi_spmm_matches_dense(backend, wmode, layout, kind):
 @pytest.mark.parametrize("wmode", ["none", "shared", "per_student"])
 @pytest.mark.parametrize("idx_dtype", [torch.int32, torch.int64])
 def test_multi_spmm_gradcheck(backend, wmode, idx_dtype):
+    if backend != "cpp" and idx_dtype == torch.int32:
+        pytest.skip("only our kernels have int32 code paths; formulas are shared")
     ei, n = make_graph("duplicates", seed=2)
     csr = O.CSR.from_edge_index(ei.to(idx_dtype), n)
     x = torch.randn(n, 2, 3, dtype=torch.float64, requires_grad=True)
