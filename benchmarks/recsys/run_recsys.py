@@ -125,6 +125,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--only", default=None, help="comma-separated row names to run")
+    p.add_argument("--fractions", default="0,0.25,0.5,0.75",
+                   help="missing suite: shares of items that lose the modality")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -163,10 +165,12 @@ def main() -> None:
     else:
         data = load_dataset("lfm2k-multimodal", args.root, modalities=["whisper", "text"])
         res = missing_modality_experiment(data, "whisper", branches=["whisper", "text"],
-                                          cfg=base, seed=seeds[0])
+                                          cfg=base, seed=seeds[0],
+                                          fractions=[float(f) for f in
+                                                     args.fractions.split(",")])
         md = header("Missing modality: lfm2k-multimodal, whisper hidden for a share of items",
                     args, base, "Both models use the friend graph. The audio (whisper) "
-                    "modality is removed for 0/25/50/75 % of the items (train and test). ")
+                    f"modality is removed for {args.fractions} of the items (train and test). ")
         md += ("| model | hidden | NDCG@10 | Recall@10 | Recall@20 | NDCG@10 relative to 0 % |"
                "\n|---|---|---|---|---|---|\n")
         for name, by_frac in res.items():

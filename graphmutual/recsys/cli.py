@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "random 8:1:1 per-user split per seed (default: %(default)s)")
     g.add_argument("--root", type=Path, default=None,
                    help="directory holding lfm2k-multimodal/ and lastfm-2k/ "
-                        "(default: $GRAPHMUTUAL_DATA or ~/.cache/graphmutual)")
+                        "(default: $GRAPHMUTUAL_DATA, else the per-user cache directory "
+                        "of graphmutual.data.default_root())")
     g.add_argument("--branches", default=None,
                    help="comma-separated item modalities, one branch each: vggish, whisper, "
                         "text, tags, id (collaborative only). Default: whisper,text on "
