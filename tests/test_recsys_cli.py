@@ -51,7 +51,8 @@ def test_bad_branch_and_user():
 def test_train_and_recommend(tmp_path, capsys):
     out = tmp_path / "run"
     rc = cli.run(parse("--root", str(SHARED), "--epochs", "1", "--dim", "16", "--layers", "1",
-                       "--no-progress", "--threads", "2", "--output", str(out),
+                       "--no-progress", "--threads", "2", "--batch-size", "16384",
+                       "--output", str(out),
                        "--user", "2", "--top", "3"))
     assert rc == 0
     text = capsys.readouterr().out
