@@ -1,0 +1,288 @@
+"""The mutual-learning method: divergences, ALW, entropy enhancement, MutualEnsemble."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from graphmutual import MutualEnsemble
+from graphmutual.mutual import (
+    AdaptiveLogitWeighting,
+    alw_loss,
+    confidence_penalty,
+    divergence,
+    peer_targets,
+    smooth_target,
+)
+from graphmutual.mutual.alw import uniform_peer_weights
+
+P = torch.tensor([[0.5, 0.5], [0.9, 0.1]])
+Q = torch.tensor([[0.25, 0.75], [0.5, 0.5]])
+
+
+def logits_of(p):
+    return p.log()
+
+
+def kl_rows(a, b):
+    return (a * (a / b).log()).sum(-1)
+
+
+# ---------------------------------------------------------------- divergences
+def test_kl_matches_hand_computed_values():
+    # KL(q || p) row 0: .25 ln(.25/.5) + .75 ln(.75/.5)
+    row0 = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
+    row1 = 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)
+    got = divergence(logits_of(P), Q, "kl", reduction="none")
+    assert torch.allclose(got, torch.tensor([row0, row1]), atol=1e-6)
+    # batchmean = sum / N, the same as F.kl_div(..., reduction="batchmean")
+    ref = F.kl_div(P.log(), Q, reduction="batchmean")
+    assert torch.allclose(divergence(logits_of(P), Q, "kl"), ref, atol=1e-6)
+
+
+def test_reverse_kl_js_and_balanced_values():
+    rev = divergence(logits_of(P), Q, "reverse_kl", reduction="none")
+    assert torch.allclose(rev, kl_rows(P, Q), atol=1e-6)
+    m = 0.5 * (P + Q)
+    js = divergence(logits_of(P), Q, "js", reduction="none")
+    assert torch.allclose(js, 0.5 * kl_rows(Q, m) + 0.5 * kl_rows(P, m), atol=1e-6)
+    bal = divergence(logits_of(P), Q, "balanced", balance=0.3, reduction="none")
+    assert torch.allclose(bal, 0.3 * kl_rows(Q, P) + 0.7 * kl_rows(P, Q), atol=1e-6)
+
+
+def test_renyi_hand_value_and_kl_limit():
+    a = 0.5
+    ref = torch.log((Q**a * P ** (1 - a)).sum(-1)) / (a - 1)
+    got = divergence(logits_of(P), Q, "renyi", alpha=a, reduction="none")
+    assert torch.allclose(got, ref, atol=1e-6)
+    near_one = divergence(logits_of(P), Q, "renyi", alpha=1.0 + 1e-4, reduction="none")
+    assert torch.allclose(near_one, kl_rows(Q, P), atol=1e-3)
+    assert torch.allclose(divergence(logits_of(P), Q, "renyi", alpha=1.0, reduction="none"),
+                          kl_rows(Q, P), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["kl", "reverse_kl", "js", "renyi", "balanced"])
+def test_divergence_properties(kind):
+    torch.manual_seed(0)
+    z = torch.randn(16, 5)
+    q_same = z.softmax(-1)
+    # zero for identical distributions, positive otherwise
+    assert divergence(z, q_same, kind).abs() < 1e-5
+    q = torch.randn(16, 5).softmax(-1)
+    assert divergence(z, q, kind) > 0
+
+
+def test_js_symmetric_and_bounded():
+    torch.manual_seed(1)
+    a, b = torch.randn(8, 4), torch.randn(8, 4)
+    ab = divergence(a, b.softmax(-1), "js", reduction="none")
+    ba = divergence(b, a.softmax(-1), "js", reduction="none")
+    assert torch.allclose(ab, ba, atol=1e-6)
+    assert (ab <= math.log(2) + 1e-6).all()
+
+
+def test_temperature_factor_and_weights():
+    torch.manual_seed(2)
+    z, q = torch.randn(6, 3), torch.randn(6, 3).softmax(-1)
+    t = 3.0
+    manual = F.kl_div(F.log_softmax(z / t, -1), q, reduction="batchmean") * t * t
+    assert torch.allclose(divergence(z, q, "kl", temperature=t), manual, atol=1e-6)
+    w = torch.tensor([1.0, 0, 0, 0, 0, 0])
+    per = divergence(z, q, "kl", reduction="none")
+    assert torch.allclose(divergence(z, q, "kl", sample_weight=w), per[0], atol=1e-6)
+
+
+def test_target_is_detached():
+    z = torch.randn(4, 3, requires_grad=True)
+    peer = torch.randn(4, 3, requires_grad=True)
+    divergence(z, peer.softmax(-1)).backward()
+    assert peer.grad is None and z.grad is not None
+
+
+def test_divergence_bad_input():
+    with pytest.raises(ValueError, match="unknown divergence"):
+        divergence(torch.randn(2, 3), torch.rand(2, 3), "hellinger")
+    with pytest.raises(ValueError, match="must both be"):
+        divergence(torch.randn(2, 3), torch.rand(2, 4))
+    with pytest.raises(ValueError, match="temperature"):
+        divergence(torch.randn(2, 3), torch.rand(2, 3), temperature=0)
+
+
+# ------------------------------------------------------------------------ ALW
+def test_alw_weights_are_a_distribution_over_peers_and_tau_bounded():
+    torch.manual_seed(0)
+    alw = AdaptiveLogitWeighting(3, t_min=0.5, t_max=2.0)
+    # make the MLP non-trivial so bounds are exercised
+    with torch.no_grad():
+        for p in alw.parameters():
+            p.normal_(0, 3.0)
+    logits = torch.randn(3, 50, 4) * 5
+    alpha, tau = alw(logits)
+    assert alpha.shape == (50, 3, 3) and tau.shape == (3, 50)
+    assert torch.allclose(alpha.sum(-1), torch.ones(50, 3), atol=1e-6)
+    assert (alpha.diagonal(dim1=1, dim2=2) == 0).all()
+    assert (tau >= 0.5).all() and (tau <= 2.0).all()
+
+
+def test_alw_starts_uniform_at_init_temperature():
+    alw = AdaptiveLogitWeighting(4, t_min=1.0, t_max=3.0, init_temperature=2.0)
+    alpha, tau = alw(torch.randn(4, 10, 5))
+    assert torch.allclose(alpha[0], uniform_peer_weights(4), atol=1e-6)
+    assert torch.allclose(tau, torch.full_like(tau, 2.0), atol=1e-5)
+
+
+def test_alw_learns_to_trust_the_accurate_peer():
+    torch.manual_seed(0)
+    n, c = 200, 4
+    y = torch.randint(0, c, (n,))
+    good = F.one_hot(y, c).float() * 4 + torch.randn(n, c) * 0.3   # confident, right
+    bad = torch.randn(n, c) * 0.1                                    # uncertain, random
+    logits = torch.stack([good, bad, bad.clone()])
+    alw = AdaptiveLogitWeighting(3)
+    opt = torch.optim.Adam(alw.parameters(), lr=0.05)
+    for _ in range(100):
+        alpha, tau = alw(logits)
+        loss = alw_loss(peer_targets(logits, alpha, tau), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    alpha, _ = alw(logits)
+    # student 1 should rely on student 0 (good) far more than on student 2 (bad)
+    assert alpha[:, 1, 0].mean() > 0.8
+
+
+def test_peer_targets_uniform_is_dml_mean():
+    z = torch.randn(3, 5, 4)
+    q = peer_targets(z, uniform_peer_weights(3), 1.0)
+    p = z.softmax(-1)
+    assert torch.allclose(q[0], (p[1] + p[2]) / 2, atol=1e-6)
+    assert torch.allclose(q.sum(-1), torch.ones(3, 5), atol=1e-6)
+
+
+# ------------------------------------------------------------- entropy terms
+def test_entropy_penalty_and_target_smoothing():
+    uniform = torch.zeros(2, 4)
+    assert torch.allclose(confidence_penalty(uniform, 0.5), torch.tensor(-0.5 * math.log(4)))
+    q = torch.tensor([[1.0, 0.0]])
+    assert torch.allclose(smooth_target(q, 0.2), torch.tensor([[0.9, 0.1]]))
+
+
+# ---------------------------------------------------------------- ensemble
+class Linear(nn.Module):
+    def __init__(self, i, o, name):
+        super().__init__()
+        self.lin = nn.Linear(i, o)
+        self.name = name
+
+    def forward(self, x, edge_index=None):
+        return self.lin(x)
+
+
+def make_cohort(method="gml", **kw):
+    torch.manual_seed(0)
+    return MutualEnsemble([Linear(5, 3, "a"), Linear(5, 3, "b"), Linear(5, 3, "c")],
+                          method=method, **kw)
+
+
+def test_forward_shape_and_loss_terms():
+    cohort = make_cohort()
+    x, y = torch.randn(10, 5), torch.randint(0, 3, (10,))
+    logits = cohort(x, None)
+    assert logits.shape == (3, 10, 3)
+    losses = cohort.loss(logits, y, torch.arange(10) < 6)
+    for key in ("total", "ce", "mimic", "entropy", "alw", "ce/a", "mimic/c"):
+        assert key in losses
+    parts = losses["ce"] + losses["mimic"] + losses["entropy"] + losses["alw"]
+    assert torch.allclose(losses["total"], parts)
+    assert losses["entropy"] < 0 and losses["alw"] > 0
+
+
+def test_no_gradient_reaches_a_peer_through_its_target():
+    from graphmutual.mutual import divergence as div
+
+    cohort = make_cohort("dml")
+    x = torch.randn(10, 5)
+    logits = cohort(x)
+    q = cohort.targets(logits)
+    # student a's mimicry term: gradient into a, exactly zero into its peers
+    grads = torch.autograd.grad(div(logits[0], q[0]), [s.lin.weight for s in cohort.students],
+                                retain_graph=True,
+                                allow_unused=True)
+    assert grads[0].abs().sum() > 0
+    assert all(g is None or g.abs().sum() == 0 for g in grads[1:])
+    # and the cohort's whole mimicry loss gives each student only its own term's gradient
+    total = cohort.loss(logits, torch.zeros(10, dtype=torch.long))["mimic"]
+    g_total = torch.autograd.grad(total, cohort.students[1].lin.weight, retain_graph=True)[0]
+    g_own = torch.autograd.grad(div(logits[1], q[1]), cohort.students[1].lin.weight)[0]
+    assert torch.allclose(g_total, g_own, atol=1e-6)
+
+
+def test_alw_is_trained_only_by_its_own_label_signal():
+    cohort = make_cohort("gml", entropy=0.0)
+    logits = cohort(torch.randn(10, 5))
+    losses = cohort.loss(logits, torch.randint(0, 3, (10,)))
+    cohort.zero_grad()
+    losses["mimic"].backward(retain_graph=True)
+    # mimicry gradients into ALW would let it collapse the target onto the student
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in cohort.alw.parameters())
+    losses["alw"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in cohort.alw.parameters())
+
+
+def test_presets():
+    assert make_cohort("independent").loss(
+        make_cohort("independent")(torch.randn(4, 5)), torch.zeros(4, dtype=torch.long)
+    )["mimic"] == 0
+    dml = make_cohort("dml")
+    assert dml.alw is None and dml.entropy == 0 and dml.weighting == "uniform"
+    gml = make_cohort("gml")
+    assert gml.alw is not None and gml.entropy > 0
+    assert "method=gml" in repr(gml)
+
+
+def test_warmup_ramps_mimicry():
+    cohort = make_cohort("dml", warmup=10)
+    assert cohort.mimic_scale(0) < 0.01
+    assert 0 < cohort.mimic_scale(5) < 1
+    assert cohort.mimic_scale(10) == pytest.approx(1.0)
+
+
+def test_alternating_schedule_updates_every_student():
+    cohort = make_cohort("dml", schedule="alternating")
+    before = [s.lin.weight.clone() for s in cohort.students]
+    opt = torch.optim.SGD(cohort.parameters(), lr=0.1)
+    cohort.alternating_step((torch.randn(10, 5),), torch.randint(0, 3, (10,)), None, opt)
+    assert all(not torch.equal(b, s.lin.weight) for b, s in zip(before, cohort.students))
+
+
+def test_predict_mean_and_alw():
+    cohort = make_cohort()
+    logits = cohort(torch.randn(7, 5))
+    mean = cohort.predict(logits, "mean")
+    assert torch.allclose(mean, logits.softmax(-1).mean(0))
+    weighted = cohort.predict(logits, "alw")
+    assert torch.allclose(weighted.sum(-1), torch.ones(7), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown ensemble"):
+        cohort.predict(logits, "median")
+
+
+def test_mismatched_class_count_is_a_clear_error():
+    cohort = MutualEnsemble([Linear(5, 3, "a"), Linear(5, 4, "b")], method="dml")
+    with pytest.raises(ValueError, match="disagree on the output shape"):
+        cohort(torch.randn(6, 5))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown method"):
+        make_cohort("distill")
+    with pytest.raises(ValueError, match="at least 2 students"):
+        MutualEnsemble([Linear(5, 3, "a")], method="dml")
+    with pytest.raises(TypeError, match="not a torch.nn.Module"):
+        MutualEnsemble([lambda x: x, Linear(5, 3, "a")])
+    cohort = make_cohort()
+    logits = cohort(torch.randn(4, 5))
+    with pytest.raises(ValueError, match="selects no sample"):
+        cohort.loss(logits, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\]"):
+        cohort.loss(logits, torch.full((4,), 7))

@@ -1,0 +1,164 @@
+"""The trainer on real data: node and graph cohorts, resume, checkpoints, export."""
+import json
+
+import pytest
+import torch
+from torch_geometric.nn.models import GCN as PyGGCN
+
+from graphmutual.data import load_dataset
+from graphmutual.train import (
+    CheckpointError,
+    ConfigError,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    load_student,
+    parse_seeds,
+    save_checkpoint,
+)
+
+
+def test_cora_cohort_trains_to_sensible_accuracy(tmp_dataset_copy):
+    root = tmp_dataset_copy("Planetoid/Cora")
+    cfg = TrainConfig(dataset="cora", root=str(root), students=["gcn", "gat"], method="gml",
+                      epochs=60, progress=False)
+    res = Trainer(cfg).run()
+    assert res["splits"] == ["planetoid public split"] or "public" in res["splits"][0]
+    for member in ("gcn", "gat", "ensemble", "ensemble_alw"):
+        assert res["members"][member]["test_mean"] > 0.75, (member, res["members"][member])
+
+
+def test_mutag_graph_cohort(tmp_dataset_copy):
+    root = tmp_dataset_copy("TUDataset/MUTAG")
+    cfg = TrainConfig(dataset="mutag", root=str(root), students=["gin", "gcn"], method="dml",
+                      epochs=40, progress=False, seeds=[0])
+    res = Trainer(cfg).run()
+    assert "fold 1/10" in res["splits"][0] or "fold" in res["splits"][0]
+    # MUTAG is 2/3 one class; the cohort must learn more than the majority vote on val
+    assert res["members"]["gin"]["val_mean"] > 0.7
+    assert 0.5 <= res["members"]["ensemble"]["test_mean"] <= 1.0
+
+
+def test_ogb_molecules_use_rocauc(tmp_dataset_copy):
+    root = tmp_dataset_copy("ogb/ogbg_molbace")
+    cfg = TrainConfig(dataset="ogbg-molbace", root=str(root), students=["gin", "mlp"],
+                      method="gml", epochs=2, hidden=32, num_layers=2, progress=False)
+    res = Trainer(cfg).run()
+    assert res["metric"] == "rocauc"
+    assert 0.0 <= res["members"]["gin"]["test_mean"] <= 1.0
+
+
+def small_config(tmp_path, **kw):
+    values = dict(dataset="cora", students=["gcn", "mlp"], method="gml", epochs=24,
+                  checkpoint_every=5, progress=False, output=str(tmp_path / "run"),
+                  seeds=[0])
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_reaches_the_same_result(tmp_path, monkeypatch):
+    full = Trainer(small_config(tmp_path / "a")).run()
+
+    cfg = small_config(tmp_path / "b")
+    trainer = Trainer(cfg)
+    calls = {"n": 0}
+    original = Trainer._node_eval
+
+    def dying_eval(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 17:  # killed after the epoch-14 checkpoint, before epoch 19's
+            raise Killed
+        return original(self, *args)
+
+    monkeypatch.setattr(Trainer, "_node_eval", dying_eval)
+    with pytest.raises(Killed):
+        trainer.run()
+    monkeypatch.setattr(Trainer, "_node_eval", original)
+    ckpt = load_checkpoint(tmp_path / "b" / "run" / "checkpoints" / "seed0.pt")
+    assert ckpt["epoch"] == 14
+    resumed = Trainer(cfg).run(resume=True)
+    assert resumed["members"] == full["members"]
+    assert resumed["epochs_run"] == full["epochs_run"]
+
+
+def test_outputs_and_export_reload_in_plain_pyg(tmp_path):
+    res = Trainer(small_config(tmp_path, students=["gcn", "gat"])).run()
+    out = tmp_path / "run"
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["members"].keys() == res["members"].keys()
+    assert {"test", "val", "test_mean", "test_std"} <= set(on_disk["members"]["gcn"])
+    assert on_disk["seconds_per_epoch"][0] > 0
+    assert (out / "log_seed0.csv").read_text().startswith("epoch,")
+
+    ckpt = torch.load(out / "best_student.pt", weights_only=True)
+    assert ckpt["class"].startswith("torch_geometric.nn.models.")
+    if ckpt["class"].endswith(".GCN"):
+        model = PyGGCN(**ckpt["kwargs"])
+        model.load_state_dict(ckpt["state_dict"])
+    model = load_student(out / "best_student.pt")
+    model.eval()
+    ds = load_dataset("cora")
+    with torch.no_grad():
+        pred = model(ds.data.x, ds.data.edge_index).argmax(-1)
+    m = ds.split(0).test
+    acc = (pred[m] == ds.data.y[m]).float().mean().item()
+    assert acc == pytest.approx(ckpt["meta"]["test"], abs=1e-6)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "seed0.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    # a truncated real checkpoint
+    good = tmp_path / "good.pt"
+    save_checkpoint({"w": torch.randn(100, 100)}, good)
+    good.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(good)
+
+
+def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "ckpt.pt"
+    save_checkpoint({"a": torch.ones(2)}, target)
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        save_checkpoint({"a": torch.zeros(2)}, target)
+    assert list(tmp_path.iterdir()) == [target]
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(target)["a"], torch.ones(2))
+
+
+def test_bad_graphs_are_rejected(tmp_path):
+    ds = load_dataset("cora")
+    ds.data.x[3, 5] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        Trainer(small_config(tmp_path), dataset=ds)
+    ds = load_dataset("cora")
+    ds.data.edge_index[0, 0] = 10_000
+    with pytest.raises(ValueError, match="range"):
+        Trainer(small_config(tmp_path), dataset=ds)
+
+
+def test_config_validation():
+    assert parse_seeds(3) == [0, 1, 2]
+    assert parse_seeds("10") == list(range(10))
+    assert parse_seeds("4,2") == [4, 2]
+    with pytest.raises(ConfigError):
+        parse_seeds("a,b")
+    with pytest.raises(ConfigError, match="unknown configuration key"):
+        TrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="unknown student"):
+        Trainer(TrainConfig(students=["gcn", "transformer"], progress=False)).run()
