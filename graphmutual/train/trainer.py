@@ -120,6 +120,20 @@ class Trainer:
             out[ENSEMBLE_ALW] = cohort.predict(logits, "alw")
         return out
 
+    @staticmethod
+    def alw_stats(cohort: MutualEnsemble, logits: torch.Tensor) -> Dict[str, float]:
+        """Mean ALW temperature of each student and mean weight its peers give it."""
+        if cohort.alw is None:
+            return {}
+        alpha, tau = cohort.alw(logits)
+        k = cohort.num_students
+        trust = alpha.sum(dim=(0, 1)) / (alpha.size(0) * (k - 1))  # mean over n and k != j
+        out = {}
+        for j, name in enumerate(cohort.names):
+            out[f"alw/tau/{name}"] = float(tau[j].mean())
+            out[f"alw/weight/{name}"] = float(trust[j])
+        return out
+
     # --------------------------------------------------------------- node task
     def _node_epoch(self, cohort, opt, data, split, epoch):
         cohort.train()
@@ -139,7 +153,7 @@ class Trainer:
         logits = cohort(data.x, data.edge_index)
         probs = self._probs(cohort, logits)
         ds = self.dataset
-        out = {}
+        out = {"_alw": self.alw_stats(cohort, logits)}
         for name, p in probs.items():
             out[name] = {
                 part: evaluate(p[mask], data.y[mask], ds.metric, ds.ogb_name)
@@ -182,13 +196,15 @@ class Trainer:
     def _graph_eval(self, cohort, split):
         cohort.eval()
         ds = self.dataset
-        out: Dict[str, Dict[str, float]] = {}
+        out: Dict[str, Dict[str, float]] = {"_alw": {}}
         for part, index in (("val", split.val), ("test", split.test)):
             probs: Dict[str, List[torch.Tensor]] = {}
             ys = []
             for batch in self._graph_loader(index, False):
                 batch = batch.to(self.device)
                 logits = cohort(batch.x, batch.edge_index, batch=batch.batch)
+                if part == "val" and not out["_alw"]:
+                    out["_alw"] = self.alw_stats(cohort, logits)
                 for name, p in self._probs(cohort, logits).items():
                     probs.setdefault(name, []).append(p)
                 ys.append(batch.y)
@@ -262,7 +278,8 @@ class Trainer:
                         best_states[m] = copy.deepcopy(cohort.students[k].state_dict())
             since_best = 0 if improved else since_best + 1
             row = {"epoch": epoch, **{f"loss/{k}": v for k, v in losses.items()},
-                   **{f"{p}/{m}": scores[m][p] for m in members for p in ("val", "test")}}
+                   **{f"{p}/{m}": scores[m][p] for m in members for p in ("val", "test")},
+                   **scores["_alw"]}
             history.append(row)
             lead = ENSEMBLE if ENSEMBLE in scores else members[0]
             bar.set_postfix(loss=f"{losses['total']:.3f}",
