@@ -1,0 +1,132 @@
+"""Pages generated at build time from files owned by other parts of the repository.
+
+* ``generated/benchmarks/<name>.md`` -- one page per ``benchmarks/results/*.md``, which
+  *includes* the result file (MyST ``include``), so the tables are never retyped and files
+  that appear later are picked up by the next build;
+* ``generated/benchmarks_list.inc`` -- the toctree of those pages (a sentence when there are
+  none yet), included by ``benchmarks.rst``.
+
+Files are only rewritten when their content changes, so incremental builds stay incremental.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent.parent
+ROOT = DOCS.parent
+RESULTS = ROOT / "benchmarks" / "results"
+OUT = DOCS / "generated"
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
+def _title(md: Path) -> str | None:
+    for line in md.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            return line[2:].strip() if line.startswith("# ") else None
+    return None
+
+
+def _order(md: Path) -> tuple:
+    # summaries first, then alphabetical
+    return (0 if "summary" in md.stem else 1, md.stem)
+
+
+def generate_benchmark_pages() -> list[str]:
+    """Write the wrapper pages; return their docnames (relative to the docs root)."""
+    out = OUT / "benchmarks"
+    results = sorted(RESULTS.glob("*.md"), key=_order) if RESULTS.is_dir() else []
+    names = []
+    for md in results:
+        rel = Path("..", "..", "..", "benchmarks", "results", md.name).as_posix()
+        head = "" if _title(md) else f"# {md.stem.replace('_', ' ')}\n\n"
+        extra = md.with_suffix(".json")
+        src = f"`benchmarks/results/{md.name}`"
+        if extra.exists():
+            src += f" (raw numbers: `benchmarks/results/{extra.name}`)"
+        text = (f"{head}```{{include}} {rel}\n```\n\n"
+                f"---\n\n*Generated from {src} at documentation build time.*\n")
+        _write(out / f"{md.stem}.md", text)
+        names.append(f"generated/benchmarks/{md.stem}")
+    wanted = {f"{Path(n).name}.md" for n in names}
+    if out.is_dir():
+        for stale in out.glob("*.md"):
+            if stale.name not in wanted:
+                stale.unlink()
+    if names:
+        # entries are relative to the *including* document (benchmarks.rst)
+        toc = ".. toctree::\n   :maxdepth: 1\n\n" + "".join(f"   {n}\n" for n in names)
+    else:
+        toc = ("*No result tables have been checked in yet* (``benchmarks/results/*.md``); "
+               "they appear here at the next documentation build.\n")
+    # ".inc", not ".rst": it must not be read as a document of its own
+    _write(OUT / "benchmarks_list.inc", toc)
+    return names
+
+
+def _on_builder_inited(app) -> None:
+    generate_benchmark_pages()
+
+
+def setup(app):
+    app.connect("builder-inited", _on_builder_inited)
+    app.connect("autodoc-process-docstring", _on_docstring)
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
+
+
+def widen_simple_tables(lines: list[str]) -> None:
+    """Repair reST *simple tables* whose first-column text runs into the column gap.
+
+    docutils rejects ("Text in column margin") a row whose first cell is longer than the
+    ``====`` border above it. This widens the first column of such a table, in place, by
+    the overflow. Used on docstrings (``autodoc-process-docstring``) so that a one-character
+    overflow in a module docstring does not fail the ``-W`` build.
+    """
+    i = 0
+    while i < len(lines):
+        border = lines[i]
+        stripped = border.strip()
+        if not (stripped.startswith("=") and "  " in stripped and set(stripped) <= {"=", " "}):
+            i += 1
+            continue
+        indent = len(border) - len(border.lstrip())
+        width = len(stripped.split()[0])  # first column width
+        end = i + 1
+        bottom_seen = 0
+        while end < len(lines) and lines[end].strip():
+            if lines[end].strip() == stripped:
+                bottom_seen += 1
+            end += 1
+        if not bottom_seen:
+            i += 1
+            continue
+        gap_col = indent + width  # where the first column's margin starts
+        overflow = 0
+        for line in lines[i:end]:
+            if line.strip() == stripped:
+                continue
+            cell = line[gap_col:]
+            # count non-space characters spilling into the two-space margin
+            run = len(cell) - len(cell.lstrip(" ")) if cell[:1] == " " else None
+            if run is None:
+                spill = len(cell.split(" ", 1)[0])
+                overflow = max(overflow, spill)
+        if overflow:
+            for j in range(i, end):
+                line = lines[j]
+                if line.strip() == stripped:
+                    lines[j] = line[:gap_col] + "=" * overflow + line[gap_col:]
+                else:
+                    cell = line[gap_col:]
+                    spill = len(cell.split(" ", 1)[0]) if cell[:1] not in ("", " ") else 0
+                    # shift everything after the (possibly spilling) first cell right
+                    lines[j] = line[:gap_col + spill] + " " * overflow + line[gap_col + spill:]
+        i = end
+
+
+def _on_docstring(app, what, name, obj, options, lines) -> None:
+    widen_simple_tables(lines)
