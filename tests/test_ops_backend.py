@@ -136,6 +136,7 @@ def test_build_failure_falls_back_with_one_warning(graph, monkeypatch):
     csr, n = graph
     x = torch.randn(n, 2, 3)
     expected = O.multi_spmm(csr, x)
+    monkeypatch.setenv("GRAPHMUTUAL_BACKEND", "auto")
     monkeypatch.setitem(_build._status, "cpu", "build failed: simulated")
     monkeypatch.setattr(B, "_warned", set())
     monkeypatch.setattr(B, "torch_scatter_available", lambda: False)
