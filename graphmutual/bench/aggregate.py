@@ -1,0 +1,166 @@
+"""Aggregate cached runs into mean ± unbiased-std tables (JSON and markdown)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+BEST = "best student"
+ENSEMBLE = "ensemble"
+ENSEMBLE_ALW = "ensemble_alw"
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float, int]:
+    """Mean and unbiased (ddof=1) std of the finite values; std is 0 for one value."""
+    arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if arr.size == 0:
+        return float("nan"), float("nan"), 0
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0, int(arr.size)
+
+
+def best_student(run: Dict[str, Any]) -> Dict[str, float]:
+    """The student with the highest *validation* metric of this run (never test)."""
+    name = max(run["students"], key=lambda s: run["members"][s]["val"])
+    return {**run["members"][name], "name": name}
+
+
+def _stat(values: Sequence[float]) -> Dict[str, Any]:
+    m, s, n = mean_std(values)
+    return {"mean": m, "std": s, "n": n, "values": [float(v) for v in values]}
+
+
+def aggregate(runs: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
+    """Group runs by (dataset, variant) and summarise every member over seeds.
+
+    Returns ``{"datasets": {dataset: {"metric", "task", "variants": {variant: summary}}}}``
+    where a summary holds, per member (each student, ``best student`` chosen per seed on
+    validation, ``ensemble`` and — with ALW — ``ensemble_alw``), test and validation
+    mean/std/n and the per-seed values, plus seeds, epochs, seconds per epoch, peak memory
+    and parameter counts.
+    """
+    groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["dataset"], run["variant"]), []).append(run)
+    out: Dict[str, Any] = {"datasets": {}}
+    for (ds, variant), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["seed"])
+        entry = out["datasets"].setdefault(ds, {"metric": rs[0]["metric"],
+                                                "task": rs[0]["task"], "variants": {}})
+        students = rs[0]["students"]
+        members: Dict[str, Dict[str, Any]] = {}
+        names = list(students) + [m for m in (ENSEMBLE, ENSEMBLE_ALW)
+                                  if m in rs[0]["members"]]
+        for m in names:
+            members[m] = {part: _stat([r["members"][m][part] for r in rs])
+                          for part in ("test", "val")}
+        bests = [best_student(r) for r in rs]
+        members[BEST] = {part: _stat([b[part] for b in bests]) for part in ("test", "val")}
+        members[BEST]["chosen"] = [b["name"] for b in bests]
+        rss = [r["peak_rss_mb"] for r in rs]
+        entry["variants"][variant] = {
+            "config": rs[0]["config"],
+            "students": students,
+            "seeds": [r["seed"] for r in rs],
+            "epochs_max": rs[0].get("epochs_max"),
+            "epochs_run": [r["epochs_run"] for r in rs],
+            "seconds_per_epoch": _stat([r["seconds_per_epoch"] for r in rs]),
+            "peak_rss_mb": max(rss),
+            "rss_baseline_mb": max(r.get("rss_baseline_mb", float("nan")) for r in rs),
+            "params": rs[0]["params"],
+            "members": members,
+        }
+    return out
+
+
+# ------------------------------------------------------------------------------ markdown
+def fmt(stat: Dict[str, Any], scale: float = 100.0) -> str:
+    """``81.23 ± 0.45`` (or ``81.23`` for one seed, ``n/a`` for none)."""
+    if not stat or stat["n"] == 0:
+        return "n/a"
+    if stat["n"] == 1:
+        return f"{stat['mean'] * scale:.2f}"
+    return f"{stat['mean'] * scale:.2f} ± {stat['std'] * scale:.2f}"
+
+
+def _unit(metric: str) -> str:
+    return "test accuracy (%)" if metric == "accuracy" else "test ROC-AUC (×100)"
+
+
+def _kparams(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n < 10**6 else f"{n / 1e6:.2f}M"
+
+
+def dataset_table(ds: str, entry: Dict[str, Any], order: Optional[Sequence[str]] = None) -> str:
+    """One dataset: a row per method variant, a column per student/best/ensemble."""
+    variants = entry["variants"]
+    order = [v for v in (order or variants) if v in variants]
+    students: List[str] = []
+    for v in order:
+        students += [s for s in variants[v]["students"] if s not in students]
+    has_alw = any(ENSEMBLE_ALW in variants[v]["members"] for v in order)
+    cols = students + [BEST, ENSEMBLE] + ([ENSEMBLE_ALW] if has_alw else [])
+    head = (["method", "seeds", "epochs (run/max)"] + cols
+            + ["s/epoch", "peak RSS (MB)", "params (cohort)"])
+    lines = [f"### {ds} — {_unit(entry['metric'])}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for v in order:
+        s = variants[v]
+        cells = [v, str(len(s["seeds"])),
+                 f"{np.mean(s['epochs_run']):.0f}/{s['epochs_max']}"]
+        cells += [fmt(s["members"][c]["test"]) if c in s["members"] else "–" for c in cols]
+        cells += [f"{s['seconds_per_epoch']['mean']:.3f}", f"{s['peak_rss_mb']:.0f}",
+                  _kparams(s["params"]["cohort"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def comparisons(agg: Dict[str, Any], ours: str = "gml",
+                baselines: Sequence[str] = ("independent", "dml")) -> List[Dict[str, Any]]:
+    """Per dataset and member: ``ours`` minus each baseline in mean test metric."""
+    rows = []
+    for ds, entry in agg["datasets"].items():
+        variants = entry["variants"]
+        if ours not in variants:
+            continue
+        for member, stat in variants[ours]["members"].items():
+            for base in baselines:
+                other = variants.get(base, {}).get("members", {}).get(member)
+                if other is None or stat["test"]["n"] == 0 or other["test"]["n"] == 0:
+                    continue
+                delta = stat["test"]["mean"] - other["test"]["mean"]
+                rows.append({"dataset": ds, "member": member, "baseline": base,
+                             "ours": stat["test"]["mean"], "theirs": other["test"]["mean"],
+                             "delta": delta, "win": delta > 0})
+    return rows
+
+
+def comparison_table(agg: Dict[str, Any]) -> str:
+    """GML − independent and GML − DML per dataset and member (test, ×100)."""
+    rows = comparisons(agg)
+    if not rows:
+        return ""
+    by: Dict[Tuple[str, str], Dict[str, float]] = {}
+    for r in rows:
+        by.setdefault((r["dataset"], r["member"]), {})[r["baseline"]] = r["delta"] * 100
+    lines = ["| dataset | member | GML − independent | GML − DML |", "|---|---|---|---|"]
+    for (ds, m), d in by.items():
+        cells = [f"{d[b]:+.2f}" + ("" if d[b] > 0 else " ✗") if b in d else "–"
+                 for b in ("independent", "dml")]
+        lines.append(f"| {ds} | {m} | {cells[0]} | {cells[1]} |")
+    losses = [r for r in rows if not r["win"]]
+    lines += ["", f"GML wins {len(rows) - len(losses)} of {len(rows)} comparisons "
+              f"(✗ = GML not better in mean test metric)."]
+    return "\n".join(lines)
+
+
+def format_markdown(agg: Dict[str, Any], order: Optional[Sequence[str]] = None,
+                    header: str = "") -> str:
+    """The full markdown report: a header, one table per dataset, the GML comparisons."""
+    parts = [header.rstrip()] if header else []
+    for ds, entry in agg["datasets"].items():
+        parts.append(dataset_table(ds, entry, order))
+    comp = comparison_table(agg)
+    if comp:
+        parts += ["### GML versus its baselines (difference of mean test metric, ×100)", comp]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,71 @@
+"""Finished runs as JSON files keyed by a hash of their full configuration."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Union
+
+from graphmutual.bench.presets import RunSpec
+
+#: Bumped when a change to the harness invalidates earlier results.
+CACHE_VERSION = 1
+
+
+def config_hash(spec: RunSpec) -> str:
+    """A stable 16-hex-digit key of everything that determines ``spec``'s result."""
+    payload = json.dumps({"v": CACHE_VERSION, **spec.key_dict()}, sort_keys=True,
+                         separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON so that readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class RunCache:
+    """A directory of ``<dataset>/<variant>-s<seed>-<hash>.json`` files, one per finished run."""
+
+    def __init__(self, root: Union[str, Path]) -> None:
+        self.root = Path(root)
+
+    def path(self, spec: RunSpec) -> Path:
+        return self.root / spec.dataset / f"{spec.variant}-s{spec.seed}-{config_hash(spec)}.json"
+
+    def get(self, spec: RunSpec) -> Optional[Dict[str, Any]]:
+        """The cached result of ``spec``, or ``None`` (a corrupt file counts as missing)."""
+        p = self.path(spec)
+        if not p.is_file():
+            return None
+        try:
+            result = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return result if result.get("key") == config_hash(spec) else None
+
+    def put(self, spec: RunSpec, result: Dict[str, Any]) -> Path:
+        p = self.path(spec)
+        atomic_write_json(p, {**result, "key": config_hash(spec), "spec": spec.key_dict()})
+        return p
+
+    def __contains__(self, spec: RunSpec) -> bool:
+        return self.get(spec) is not None
+
+    def all(self) -> Iterator[Dict[str, Any]]:
+        for p in sorted(self.root.glob("*/*.json")):
+            try:
+                yield json.loads(p.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue

@@ -1,0 +1,121 @@
+"""Datasets, method variants and the unit of work, :class:`RunSpec` (one config, one seed)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from graphmutual.data import canonical_name
+from graphmutual.mutual import DIVERGENCES
+
+#: Node-classification presets (``--datasets node``).
+NODE_PRESETS = ("cora", "citeseer", "amazon-photo", "coauthor-cs")
+#: Graph-classification presets (``--datasets graph``).
+GRAPH_PRESETS = ("mutag", "proteins", "enzymes", "ogbg-molbace", "ogbg-molbbbp", "ogbg-molhiv")
+#: ``--quick``: the small datasets, a few epochs, one seed.
+QUICK_DATASETS = ("cora", "mutag")
+QUICK_EPOCHS = 5
+DEFAULT_STUDENTS = ("gcn", "gat", "gin")
+MAIN_METHODS = ("independent", "dml", "gml")
+
+
+def _variants() -> Dict[str, Dict[str, Any]]:
+    """Method variant name → the :class:`~graphmutual.train.TrainConfig` keys it sets."""
+    out: Dict[str, Dict[str, Any]] = {
+        "independent": {"method": "independent"},
+        "dml": {"method": "dml"},
+        "gml": {"method": "gml"},
+        # ablations: GML without adaptive logit weighting (uniform peers, entropy kept) ...
+        "gml-no-alw": {"method": "gml", "weighting": "uniform"},
+        # ... and without entropy enhancement (ALW kept)
+        "gml-no-ee": {"method": "gml", "entropy": 0.0},
+    }
+    for div in sorted(DIVERGENCES):
+        if div != "kl":  # gml itself uses KL
+            out[f"gml-{div.replace('_', '-')}"] = {"method": "gml", "divergence": div}
+    return out
+
+
+#: Every method variant the suite knows.
+VARIANTS: Dict[str, Dict[str, Any]] = _variants()
+#: The ablation set (``--methods ablations``): GML, without ALW, without EE, each divergence.
+ABLATIONS = tuple(v for v in VARIANTS if v.startswith("gml"))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One benchmark run: a dataset, a method variant, a cohort and one seed.
+
+    ``config`` holds the :class:`~graphmutual.train.TrainConfig` keys of the run (without
+    ``seeds``, ``output``, ``progress`` or ``root``, which do not change the result).
+    """
+
+    dataset: str
+    variant: str
+    seed: int
+    config: Dict[str, Any] = field(hash=False)
+
+    def key_dict(self) -> Dict[str, Any]:
+        """Everything that determines the result — what the cache key hashes."""
+        return {"dataset": self.dataset, "variant": self.variant, "seed": self.seed,
+                "config": dict(sorted(self.config.items()))}
+
+
+def resolve_datasets(names: Sequence[str]) -> List[str]:
+    """Expand ``node``/``graph``/``all`` and canonicalise names (``ValueError`` if unknown)."""
+    out: List[str] = []
+    for name in names:
+        key = name.strip().lower()
+        if not key:
+            continue
+        group = {"node": NODE_PRESETS, "graph": GRAPH_PRESETS,
+                 "all": NODE_PRESETS + GRAPH_PRESETS}.get(key)
+        for n in group or (canonical_name(key),):
+            if n not in out:
+                out.append(n)
+    if not out:
+        raise ValueError("no datasets given")
+    return out
+
+
+def resolve_methods(names: Sequence[str]) -> List[str]:
+    """Expand ``main`` (independent, dml, gml), ``ablations`` and ``all``; check names."""
+    out: List[str] = []
+    for name in names:
+        key = name.strip().lower().replace("_", "-")
+        if not key:
+            continue
+        group = {"main": MAIN_METHODS, "ablations": ABLATIONS, "all": tuple(VARIANTS)}.get(key)
+        if group is None and key not in VARIANTS:
+            raise ValueError(f"unknown method variant '{name}'; choose from "
+                             f"{', '.join(VARIANTS)} or main/ablations/all")
+        for v in group or (key,):
+            if v not in out:
+                out.append(v)
+    if not out:
+        raise ValueError("no methods given")
+    return out
+
+
+def expand_suite(
+    datasets: Sequence[str],
+    methods: Sequence[str],
+    students: Sequence[str],
+    seeds: Sequence[int],
+    overrides: Optional[Dict[str, Any]] = None,
+) -> List[RunSpec]:
+    """The cross product datasets × variants × seeds as :class:`RunSpec` s.
+
+    ``overrides`` (``epochs``, ``hidden``, ``lr``, ...) apply to every run and enter the
+    cache key. A cohort of one student runs ``independent`` only.
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    specs = []
+    for ds in resolve_datasets(datasets):
+        for variant in resolve_methods(methods):
+            if len(students) < 2 and variant != "independent":
+                raise ValueError(f"method '{variant}' needs at least 2 students "
+                                 f"(got {list(students)})")
+            cfg = {"dataset": ds, "students": list(students), **VARIANTS[variant], **overrides}
+            for seed in seeds:
+                specs.append(RunSpec(ds, variant, int(seed), cfg))
+    return specs

@@ -1,0 +1,116 @@
+"""Run the seeds of one configuration in this (fresh) process and cache each result.
+
+Invoked by the runner as ``python -m graphmutual.bench.worker JOB.json``. One process per
+configuration means its peak resident set size (``resource.getrusage(RUSAGE_SELF)
+.ru_maxrss``) is that configuration's peak memory: it includes the Python interpreter,
+torch, PyG and the dataset (reported separately as ``rss_baseline_mb``, measured after
+loading the dataset and before training). torch is pinned to one thread
+(``torch.set_num_threads(1)``) so that parallel workers do not oversubscribe the cores.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+#: How the memory columns are measured (written into every result).
+MEMORY_METHOD = ("peak RSS of the worker process (resource.getrusage ru_maxrss); includes "
+                 "the interpreter, torch/PyG and the dataset")
+#: History columns kept in the cached JSON (per epoch).
+HISTORY_PREFIXES = ("alw/", "val/", "test/", "loss/total")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB (ru_maxrss is KiB on Linux, B on macOS)."""
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+def count_parameters(module) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def read_history(path: Path) -> Dict[str, List[float]]:
+    """The per-epoch columns of a trainer history CSV that the plots and tables use."""
+    if not path.is_file():
+        return {}
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    cols: Dict[str, List[float]] = {}
+    for row in rows:
+        for k, v in row.items():
+            if k == "epoch" or k.startswith(HISTORY_PREFIXES):
+                try:
+                    x = float(v)
+                except (TypeError, ValueError):
+                    x = float("nan")
+                cols.setdefault(k, []).append(x if k == "epoch" else round(x, 5))
+    return cols
+
+
+def run_job(job: Dict[str, Any], on_done: Optional[Callable[[], None]] = None) -> int:
+    """Run ``job`` = {root, cache, threads, specs: [RunSpec dicts of one configuration]}.
+
+    ``on_done`` is called after each finished seed (in-process use); a subprocess worker
+    prints one ``{"done": ...}`` line per seed instead, which the runner counts.
+    """
+    import torch
+
+    torch.set_num_threads(int(job.get("threads", 1)))
+    from graphmutual.bench.cache import RunCache
+    from graphmutual.bench.presets import RunSpec
+    from graphmutual.data import load_dataset
+    from graphmutual.train import TrainConfig, Trainer
+
+    cache = RunCache(job["cache"])
+    specs = [RunSpec(s["dataset"], s["variant"], s["seed"], s["config"]) for s in job["specs"]]
+    dataset = load_dataset(specs[0].dataset, job.get("root"))
+    baseline = peak_rss_mb()
+    with tempfile.TemporaryDirectory(prefix="gm-bench-") as tmp:
+        for spec in specs:
+            if cache.get(spec) is not None:
+                continue
+            cfg = TrainConfig.from_dict({**spec.config, "root": job.get("root"),
+                                         "seeds": [spec.seed], "output": tmp,
+                                         "progress": False, "checkpoint_every": 10**9})
+            trainer = Trainer(cfg, dataset=dataset)
+            t0 = time.perf_counter()
+            res = trainer.run_seed(spec.seed)
+            wall = time.perf_counter() - t0
+            cohort = trainer._last_cohort
+            params = {n: count_parameters(s) for n, s in zip(cohort.names, cohort.students)}
+            params["cohort"] = count_parameters(cohort)
+            cache.put(spec, {
+                "dataset": spec.dataset, "variant": spec.variant, "seed": spec.seed,
+                "config": spec.config, "task": dataset.task, "metric": dataset.metric,
+                "students": list(cohort.names), "split": res["split"],
+                "members": res["members"], "epochs_run": res["epochs_run"],
+                "epochs_max": trainer.epochs,
+                "seconds_per_epoch": res["seconds_per_epoch"], "wall_seconds": wall,
+                "params": params, "peak_rss_mb": peak_rss_mb(), "rss_baseline_mb": baseline,
+                "memory_method": MEMORY_METHOD, "torch_threads": torch.get_num_threads(),
+                "torch_version": torch.__version__,
+                "history": read_history(Path(tmp) / f"log_seed{spec.seed}.csv"),
+            })
+            if on_done is not None:
+                on_done()
+            else:
+                print(json.dumps({"done": spec.variant, "seed": spec.seed}), flush=True)
+    return 0
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m graphmutual.bench.worker JOB.json", file=sys.stderr)
+        return 2
+    return run_job(json.loads(Path(argv[0]).read_text()))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,187 @@
+"""Benchmark harness: cache keys and resume, aggregation, plots, CLI input checks, quick mode."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+
+from graphmutual.bench import cli as bench_cli
+from graphmutual.bench.aggregate import (
+    BEST,
+    aggregate,
+    comparisons,
+    format_markdown,
+    mean_std,
+)
+from graphmutual.bench.cache import RunCache, config_hash
+from graphmutual.bench.presets import (
+    ABLATIONS,
+    RunSpec,
+    expand_suite,
+    resolve_datasets,
+    resolve_methods,
+)
+from graphmutual.bench.runner import make_jobs, run_suite, writable_root
+
+
+def parse(argv):
+    p = argparse.ArgumentParser()
+    bench_cli.add_arguments(p)
+    return p.parse_args(argv)
+
+
+def fake_run(dataset, variant, seed, acc, students=("gcn", "gat"), alw=False):
+    """A synthetic cached result: student k gets ``acc[k]`` on test and val."""
+    members = {s: {"val": a, "test": a, "epoch": 3} for s, a in zip(students, acc)}
+    members["ensemble"] = {"val": max(acc), "test": max(acc) + 0.01, "epoch": 3}
+    history = {"epoch": [0, 1, 2]}
+    if alw:
+        members["ensemble_alw"] = dict(members["ensemble"])
+        for s in students:
+            history[f"alw/tau/{s}"] = [1.0, 1.5, 2.0]
+            history[f"alw/weight/{s}"] = [0.5, 0.4, 0.6]
+    return {"dataset": dataset, "variant": variant, "seed": seed, "task": "node",
+            "metric": "accuracy", "students": list(students), "members": members,
+            "config": {"dataset": dataset}, "epochs_run": 3, "epochs_max": 3,
+            "seconds_per_epoch": 0.1, "peak_rss_mb": 400.0, "rss_baseline_mb": 300.0,
+            "params": {**{s: 10 for s in students}, "cohort": 10 * len(students)},
+            "history": history}
+
+
+# ----------------------------------------------------------------------- presets and cache
+def test_presets_expand_and_validate():
+    assert resolve_datasets(["node"])[:2] == ["cora", "citeseer"]
+    assert resolve_datasets(["Photo", "molbace"]) == ["amazon-photo", "ogbg-molbace"]
+    assert resolve_methods(["main"]) == ["independent", "dml", "gml"]
+    assert {"gml", "gml-no-alw", "gml-no-ee", "gml-js"} <= set(ABLATIONS)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        resolve_datasets(["coraa"])
+    with pytest.raises(ValueError, match="unknown method"):
+        resolve_methods(["gmll"])
+    with pytest.raises(ValueError, match="at least 2 students"):
+        expand_suite(["cora"], ["dml"], ["gcn"], [0])
+    specs = expand_suite(["cora"], ["gml-no-alw", "gml-no-ee"], ["gcn", "gat"], [0, 1],
+                         {"epochs": 3, "hidden": None})
+    assert len(specs) == 4
+    assert specs[0].config == {"dataset": "cora", "students": ["gcn", "gat"],
+                               "method": "gml", "weighting": "uniform", "epochs": 3}
+    assert specs[2].config["entropy"] == 0.0
+
+
+def test_config_hash_is_stable_and_distinguishes_configs():
+    a = RunSpec("cora", "gml", 0, {"dataset": "cora", "method": "gml", "epochs": 5})
+    b = RunSpec("cora", "gml", 0, {"epochs": 5, "method": "gml", "dataset": "cora"})
+    assert config_hash(a) == config_hash(b)  # key order does not matter
+    assert config_hash(a) != config_hash(RunSpec("cora", "gml", 1, a.config))
+    assert config_hash(a) != config_hash(RunSpec("cora", "gml", 0, {**a.config, "epochs": 6}))
+
+
+def test_cache_roundtrip_corrupt_and_resume_order(tmp_path):
+    cache = RunCache(tmp_path)
+    specs = expand_suite(["cora"], ["independent", "dml"], ["gcn", "gat"], [0, 1, 2])
+    cache.put(specs[0], fake_run("cora", "independent", 0, [0.8, 0.7]))
+    assert cache.get(specs[0])["members"]["gcn"]["test"] == 0.8
+    assert specs[1] not in cache
+    cache.path(specs[1]).write_text("{not json")  # a half-written file counts as missing
+    assert cache.get(specs[1]) is None
+    jobs = make_jobs(specs, cache, seeds_per_job=1)
+    pending = [(s.variant, s.seed) for j in jobs for s in j]
+    assert ("independent", 0) not in pending and len(pending) == 5
+    # chunk by chunk: every configuration's first pending seed comes first
+    assert pending[:2] == [("independent", 1), ("dml", 0)]
+
+
+def test_writable_root_copies_raw_folders_only(tmp_path):
+    src = tmp_path / "shared"
+    (src / "TUDataset" / "MUTAG" / "raw").mkdir(parents=True)
+    (src / "TUDataset" / "MUTAG" / "raw" / "MUTAG_A.txt").write_text("1, 2\n")
+    (src / "TUDataset" / "MUTAG" / "processed").mkdir()
+    dest = writable_root(src, ["mutag", "cora"], tmp_path / "copy")
+    assert (tmp_path / "copy" / "TUDataset" / "MUTAG" / "raw" / "MUTAG_A.txt").is_file()
+    assert not (tmp_path / "copy" / "TUDataset" / "MUTAG" / "processed").exists()
+    assert dest == str(tmp_path / "copy")
+    assert writable_root(None, ["cora"], tmp_path / "copy") is None
+    with pytest.raises(FileNotFoundError):
+        writable_root(tmp_path / "missing", ["cora"], tmp_path / "copy")
+
+
+# ---------------------------------------------------------------------------- aggregation
+def test_aggregation_on_synthetic_results(tmp_path):
+    runs = [fake_run("cora", "independent", s, [0.80 + 0.01 * s, 0.70]) for s in range(3)]
+    runs += [fake_run("cora", "gml", s, [0.70, 0.90 + 0.01 * s], alw=True) for s in range(3)]
+    agg = aggregate(runs)
+    ind = agg["datasets"]["cora"]["variants"]["independent"]
+    m, s, n = mean_std([0.80, 0.81, 0.82])
+    assert n == 3 and ind["members"]["gcn"]["test"]["mean"] == pytest.approx(m)
+    assert ind["members"]["gcn"]["test"]["std"] == pytest.approx(s)  # unbiased (ddof=1)
+    assert s == pytest.approx(0.01)
+    # the best student is chosen per seed on validation
+    assert ind["members"][BEST]["chosen"] == ["gcn"] * 3
+    gml = agg["datasets"]["cora"]["variants"]["gml"]
+    assert gml["members"][BEST]["chosen"] == ["gat"] * 3
+    assert "ensemble_alw" in gml["members"] and ind["seeds"] == [0, 1, 2]
+    rows = {(r["member"], r["baseline"]): r for r in comparisons(agg)}
+    assert rows[("gat", "independent")]["win"] and not rows[("gcn", "independent")]["win"]
+    md = format_markdown(agg, ["independent", "gml"], header="# t")
+    assert "| independent | 3 | 3/3 | 81.00 ± 1.00 |" in md
+    assert "✗" in md and "GML wins" in md
+    assert math.isnan(mean_std([])[0])
+    pytest.importorskip("matplotlib")
+    from graphmutual.bench.plots import make_plots
+
+    paths = make_plots(agg, runs, tmp_path, "t", ["independent", "gml"])
+    assert {p.name for p in paths} == {"t_cora_methods.png", "t_cora_gml_alw.png"}
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+# ------------------------------------------------------------------- running and resuming
+def test_run_suite_in_process_then_resume(tmp_path):
+    specs = expand_suite(["cora"], ["independent"], ["gcn", "mlp"], [0, 1],
+                         {"epochs": 1, "hidden": 8})
+    cache = RunCache(tmp_path / "runs")
+    report = run_suite(specs, cache, None, jobs=0, progress=False)
+    assert (report.ran, report.cached, report.failed) == (2, 0, [])
+    run = cache.get(specs[0])
+    assert run["epochs_run"] == 1 and run["params"]["gcn"] > 0
+    assert run["peak_rss_mb"] > 0 and "history" in run
+    again = run_suite(specs, cache, None, jobs=0, progress=False)
+    assert (again.ran, again.cached) == (0, 2)  # resumed: nothing re-run
+
+
+def test_worker_subprocess_writes_result(tmp_path):
+    specs = expand_suite(["cora"], ["gml"], ["gcn", "mlp"], [0], {"epochs": 1, "hidden": 8})
+    cache = RunCache(tmp_path / "runs")
+    report = run_suite(specs, cache, None, jobs=1, progress=False)
+    assert report.failed == [] and report.ran == 1
+    run = cache.get(specs[0])
+    assert run["torch_threads"] == 1 and any(k.startswith("alw/") for k in run["history"])
+
+
+@pytest.mark.parametrize("argv, exc, message", [
+    (["--datasets", "nosuch"], ValueError, "unknown dataset"),
+    (["--methods", "gmx"], ValueError, "unknown method"),
+    (["--students", "gcn,foo"], ValueError, "unknown student"),
+    (["--epochs", "0"], ValueError, "--epochs must be a positive"),
+    (["--root", "/no/such/dir", "--datasets", "mutag"], FileNotFoundError, "does not exist"),
+])
+def test_bad_input_raises_clear_errors(argv, exc, message, tmp_path):
+    with pytest.raises(exc, match=message):
+        bench_cli.run(parse(argv + ["--output", str(tmp_path)]))
+
+
+def test_quick_mode_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GRAPHMUTUAL_DATA", raising=False)
+    args = parse(["--quick", "--epochs", "1", "--hidden", "8", "--jobs", "0",
+                  "--methods", "independent,gml", "--students", "gcn,mlp",
+                  "--output", str(tmp_path), "--no-plots"])
+    assert bench_cli.run(args) == 0  # no --root: mutag is skipped, bundled cora runs
+    md = (tmp_path / "quick.md").read_text()
+    assert "### cora" in md and "Skipped (no --root): mutag" in md
+    data = json.loads((tmp_path / "quick.json").read_text())
+    assert data["finished"] == data["planned"] == 2
+    assert set(data["results"]["datasets"]["cora"]["variants"]) == {"independent", "gml"}
+    # a second call only aggregates (every run is cached)
+    assert bench_cli.run(args) == 0
+    assert "2 cached, 0 ran" in capsys.readouterr().err
