@@ -107,7 +107,7 @@ for epoch in range(EPOCHS):
         if name not in best or val > best[name][0]:
             best[name] = (val, test, epoch)
     if epoch % 10 == 0 or epoch == EPOCHS - 1:
-        terms = "  ".join(f"{k} {float(losses[k]):.3f}"
+        terms = "  ".join(f"{k} {losses[k].detach().item():.3f}"
                           for k in ("total", "ce", "mimic", "entropy", "alw"))
         print(f"epoch {epoch:3d}  {terms}  λ(t)={float(losses['mimic_scale']):.2f}")
 print(f"{EPOCHS} epochs in {time.perf_counter() - start:.1f} s")
