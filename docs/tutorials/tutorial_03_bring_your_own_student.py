@@ -68,7 +68,7 @@ print(cohort.names, sage)
 optimizer = torch.optim.Adam(cohort.parameters(), lr=0.01, weight_decay=5e-4)
 best = {name: (-1.0, None, None) for name in cohort.names}  # val, test, state_dict
 
-for epoch in range(60):
+for _epoch in range(60):
     cohort.train()
     optimizer.zero_grad()
     logits = cohort(data.x, data.edge_index)
@@ -95,7 +95,7 @@ torch.manual_seed(0)
 alone = FeatureMLP(1433, 64, 7)
 opt = torch.optim.Adam(alone.parameters(), lr=0.01, weight_decay=5e-4)
 best_alone = (-1.0, 0.0)
-for epoch in range(60):
+for _epoch in range(60):
     alone.train()
     opt.zero_grad()
     loss = nn.functional.cross_entropy(alone(data.x)[data.train_mask], data.y[data.train_mask])
