@@ -117,6 +117,9 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
     "plot_gallery": "False" if FAST else "True",
     "abort_on_example_error": True,
+    # re-run every tutorial on every build, not only the edited ones: a change to
+    # graphmutual itself must be able to break a tutorial page
+    "run_stale_examples": True,
     "only_warn_on_example_error": False,
     "download_all_examples": False,
     "remove_config_comments": True,
