@@ -177,9 +177,14 @@ def run(args: argparse.Namespace) -> int:
     agg = aggregate(runs)
     info = environment()
     missing = len(specs) - len(runs)
+    cmd = command_line()
+    if args.aggregate_only:  # show the command that runs the suite; say how tables were made
+        cmd = cmd.replace(" --aggregate-only", "")
     header = "\n".join([
         f"# graphmutual bench — {name}", "",
-        "Command:", "", "```", command_line(), "```", "",
+        "Command:", "", "```", cmd, "```", "",
+        *(["(These tables were re-made from the cached runs with `--aggregate-only` added.)",
+           ""] if args.aggregate_only else []),
         f"Suite: datasets {', '.join(datasets)}; methods {', '.join(order)}; students "
         f"{', '.join(students)}; seeds {', '.join(map(str, seeds))}; overrides "
         f"{ {k: v for k, v in overrides.items() if v is not None} or 'none (task defaults)'}.",
@@ -198,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
     (output / f"{name}.md").write_text(md)
     atomic_write_json(output / f"{name}.json", {
-        "command": command_line(), "environment": info, "datasets": datasets,
+        "command": cmd, "aggregate_only": bool(args.aggregate_only), "environment": info,
+        "datasets": datasets,
         "methods": order, "students": students, "seeds": seeds,
         "overrides": overrides, "finished": len(runs), "planned": len(specs),
         "results": agg,

@@ -64,11 +64,20 @@ def environment() -> Dict[str, str]:
 
 
 def command_line(argv: Optional[List[str]] = None) -> str:
-    """The command as typed (``graphmutual bench ...``) for the report header."""
+    """The command as typed, for the report header.
+
+    ``graphmutual bench ...`` stays as is; ``python -m graphmutual.bench.cli ...`` is shown as
+    ``graphmutual bench ...``; a script is shown as ``python <script> ...``.
+    """
     argv = sys.argv if argv is None else argv
-    prog = os.path.basename(argv[0]) if argv else "graphmutual"
-    if prog in ("__main__.py", "cli.py") or prog.startswith("python"):
-        prog = "graphmutual"
+    first = argv[0] if argv else "graphmutual"
+    base = os.path.basename(first)
+    if base == "cli.py" and "bench" in first:
+        prog = "graphmutual bench"
+    elif base.endswith(".py"):
+        prog = f"python {os.path.relpath(first) if os.path.isabs(first) else first}"
+    else:
+        prog = base
     return " ".join([prog] + [shlex.quote(a) for a in argv[1:]])
 
 
