@@ -4,7 +4,10 @@
   *includes* the result file (MyST ``include``), so the tables are never retyped and files
   that appear later are picked up by the next build;
 * ``generated/benchmarks_list.inc`` -- the toctree of those pages (a sentence when there are
-  none yet), included by ``benchmarks.rst``.
+  none yet), included by ``benchmarks.rst``;
+* ``generated/api/<module>_members.inc`` -- autodoc directives for every name in a public
+  module's ``__all__`` that its hand-written page ``api/<module>.rst`` does not already
+  document, so a newly exported class or function is documented without editing the docs.
 
 Files are only rewritten when their content changes, so incremental builds stay incremental.
 """
@@ -68,8 +71,76 @@ def generate_benchmark_pages() -> list[str]:
     return names
 
 
+#: Public modules with an API page ``api/<last component>.rst``.
+API_MODULES = ["graphmutual.mutual", "graphmutual.nn", "graphmutual.data", "graphmutual.train",
+               "graphmutual.ops", "graphmutual.recsys"]
+
+#: One-line descriptions of exported constants (their values have no docstrings).
+CONSTANTS = {
+    "graphmutual.data.DATASETS": "Registry of the supported datasets: canonical name → "
+    "specification (family, source name, task, metric, split protocol); "
+    ":func:`graphmutual.data.available_datasets` lists the names.",
+    "graphmutual.mutual.METHODS": "The method presets: ``(\"independent\", \"dml\", \"gml\")``.",
+    "graphmutual.mutual.PRESETS": "The defaults of each preset (``weighting`` and ``entropy``); "
+    "keyword arguments given to :class:`~graphmutual.MutualEnsemble` win.",
+    "graphmutual.mutual.DIVERGENCES": "Name → row-wise divergence function: ``kl``, "
+    "``reverse_kl``, ``js``, ``renyi``, ``balanced``.",
+    "graphmutual.nn.STUDENTS": "Name → class of the built-in students: ``gcn``, ``gat``, "
+    "``gin``, ``mlp``, ``sage``.",
+    "graphmutual.ops.BACKENDS": "The kernel backends in the order ``auto`` tries them.",
+}
+
+
+def _describe_value(value) -> str:
+    if isinstance(value, dict):
+        keys = ", ".join(f"``{k}``" for k in list(value)[:12])
+        return f"A mapping with keys {keys}{', …' if len(value) > 12 else ''}."
+    text = repr(value)
+    return f"``{text if len(text) <= 120 else text[:117] + '...'}``"
+
+
+def api_member_directives(module_name: str, page_text: str = "") -> str:
+    """reST for every ``__all__`` name of ``module_name`` not yet documented in ``page_text``."""
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(module_name)
+    out = []
+    skipped = 0
+    for name in getattr(mod, "__all__", []):
+        full = f"{module_name}.{name}"
+        obj = getattr(mod, name)
+        if f":: {full}\n" in page_text or (
+                name == "MutualEnsemble" and ":: graphmutual.MutualEnsemble\n" in page_text):
+            skipped += 1
+            continue
+        if inspect.isclass(obj):
+            out.append(f".. autoclass:: {full}\n   :members:\n")
+        elif inspect.isfunction(obj) or inspect.isbuiltin(obj) or callable(obj) and \
+                hasattr(obj, "__wrapped__"):
+            out.append(f".. autofunction:: {full}\n")
+        elif inspect.ismodule(obj):
+            out.append(f".. automodule:: {obj.__name__}\n   :no-members:\n")
+        else:
+            desc = CONSTANTS.get(full) or _describe_value(obj)
+            out.append(f".. py:data:: {full}\n\n   {desc}\n")
+    if out and skipped:  # a hand-written page: put the rest under a heading of its own
+        out.insert(0, "Other exports\n-------------\n")
+    return "\n".join(out)
+
+
+def generate_api_members() -> None:
+    for module_name in API_MODULES:
+        short = module_name.rsplit(".", 1)[-1]
+        page = DOCS / "api" / f"{short}.rst"
+        text = page.read_text(encoding="utf-8") if page.exists() else ""
+        _write(OUT / "api" / f"{short}_members.inc", api_member_directives(module_name, text)
+               or "..\n   (every export is documented on the page itself)\n")
+
+
 def _on_builder_inited(app) -> None:
     generate_benchmark_pages()
+    generate_api_members()
 
 
 def setup(app):
