@@ -23,7 +23,7 @@ Presets (``method=``):
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,7 @@ from graphmutual.mutual.alw import (
 )
 from graphmutual.mutual.divergence import check_divergence, divergence
 from graphmutual.mutual.entropy import ENTROPY_MODES, confidence_penalty, smooth_target
+from graphmutual.nn.fused import FusedCohort
 
 METHODS = ("independent", "dml", "gml")
 SCHEDULES = ("simultaneous", "alternating")
@@ -81,6 +82,10 @@ class MutualEnsemble(nn.Module):
             (the original DML schedule, see :meth:`alternating_step`).
         renyi_alpha, balance: parameters of the Rényi and balanced divergences.
         names: optional display names of the students.
+        fused: ``"auto"`` (default) runs node-level calls ``cohort(x, edge_index)`` through
+            :class:`graphmutual.nn.FusedCohort` (one aggregation pass per layer for all
+            students) when every student supports it, else student by student; ``True``
+            requires it (``ValueError`` otherwise); ``False`` never uses it.
     """
 
     def __init__(
@@ -100,6 +105,7 @@ class MutualEnsemble(nn.Module):
         renyi_alpha: float = 0.5,
         balance: float = 0.5,
         names: Optional[Sequence[str]] = None,
+        fused: Union[str, bool] = "auto",
     ) -> None:
         super().__init__()
         students = list(students)
@@ -150,7 +156,14 @@ class MutualEnsemble(nn.Module):
             if weighting == "adaptive" else None
         )
         self.epoch = 0
-        self._fused: Optional[nn.Module] = None
+        if fused not in ("auto", True, False):
+            raise ValueError(f"fused must be 'auto', True or False (got {fused!r})")
+        self.fused = fused
+        # a plain object (not a submodule): it holds references to the students only
+        self._fused: Optional[FusedCohort] = (
+            FusedCohort(students) if fused is True
+            else FusedCohort.try_build(students) if fused == "auto" else None
+        )
 
     # ------------------------------------------------------------------ basics
     @property
@@ -185,7 +198,18 @@ class MutualEnsemble(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def forward(self, *args, **kwargs) -> Tensor:
-        """Run every student on the same inputs and stack their logits to ``[K, N, C]``."""
+        """Run every student on the same inputs and stack their logits to ``[K, N, C]``.
+
+        Node-level calls ``(x, edge_index)`` take the fused path when it was built (see
+        ``fused``) and the student list is unchanged; anything else runs student by student.
+        """
+        f = self._fused
+        if (f is not None and not kwargs and len(args) == 2 and isinstance(args[1], Tensor)
+                and isinstance(args[0], Tensor) and args[0].dim() == 2
+                and args[1].dim() == 2 and args[1].size(0) == 2
+                and len(f.students) == len(self.students)
+                and all(a is b for a, b in zip(f.students, self.students))):
+            return self.stack(f(*args))
         outs = [s(*args, **kwargs) for s in self.students]
         return self.stack(outs)
 

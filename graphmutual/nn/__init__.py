@@ -1,7 +1,8 @@
-"""Students (GCN, GAT, GIN, MLP, GraphSAGE) and graph-level heads."""
+"""Students (GCN, GAT, GIN, MLP, GraphSAGE), graph-level heads and the fused cohort."""
 
+from graphmutual.nn.fused import FusedCohort, fused_support
 from graphmutual.nn.graph import GraphStudent
 from graphmutual.nn.students import GAT, GCN, GIN, MLP, STUDENTS, GraphSAGE, build_student
 
-__all__ = ["GAT", "GCN", "GIN", "MLP", "GraphSAGE", "GraphStudent", "STUDENTS",
-           "build_student"]
+__all__ = ["GAT", "GCN", "GIN", "MLP", "FusedCohort", "GraphSAGE", "GraphStudent", "STUDENTS",
+           "build_student", "fused_support"]
