@@ -54,6 +54,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="a count (10 runs seeds 0-9, as OGB asks) or a list (0,3,7); "
                         "default: 1")
     t.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is often fastest for "
+                        "small graphs on a busy machine)")
     t.add_argument("--deterministic", action="store_true", default=None,
                    help="use deterministic torch kernels")
     t.add_argument("--config", default=None,
@@ -108,7 +111,7 @@ def config_from_args(args: argparse.Namespace):
     values = load_yaml_config(args.config) if args.config else {}
     for key in ("dataset", "root", "students", "method", "divergence", "temperature",
                 "entropy", "warmup", "schedule", "epochs", "lr", "hidden", "seeds",
-                "device", "deterministic", "output"):
+                "device", "threads", "deterministic", "output"):
         v = getattr(args, key)
         if v is not None:
             values[key] = v
@@ -177,7 +180,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         from graphmutual.ops import backend
 
         print("kernel backends:")
-        for name, status in backend.available_backends().items():
+        for name, status in backend.available_backends(build=True).items():
             print(f"  {name:<14} {status}")
         print(f"in use (cpu)     {backend.current_backend('cpu')}")
         if cuda:

@@ -102,8 +102,11 @@ def test_outputs_and_export_reload_in_plain_pyg(tmp_path):
     model = load_student(out / "best_student.pt")
     model.eval()
     ds = load_dataset("cora")
+    x = ds.data.x
+    assert ckpt["meta"]["normalize_features"] is True  # the node-task default
+    x = x / x.sum(-1, keepdim=True).clamp_min(1e-12)
     with torch.no_grad():
-        pred = model(ds.data.x, ds.data.edge_index).argmax(-1)
+        pred = model(x, ds.data.edge_index).argmax(-1)
     m = ds.split(0).test
     acc = (pred[m] == ds.data.y[m]).float().mean().item()
     assert acc == pytest.approx(ckpt["meta"]["test"], abs=1e-6)

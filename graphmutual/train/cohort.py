@@ -11,9 +11,9 @@ from graphmutual.nn import GraphStudent, build_student
 
 #: Task defaults used when a :class:`~graphmutual.train.TrainConfig` field is ``None``.
 NODE_DEFAULTS = dict(lr=0.01, epochs=200, hidden=64, num_layers=2, patience=100,
-                     batch_size=None)
+                     batch_size=None, warmup=50, normalize_features=True)
 GRAPH_DEFAULTS = dict(lr=0.001, epochs=100, hidden=64, num_layers=3, patience=50,
-                      batch_size=32)
+                      batch_size=32, warmup=10, normalize_features=False)
 OGB_MOL_DEFAULTS = dict(GRAPH_DEFAULTS, hidden=300, num_layers=5)
 
 
@@ -87,7 +87,7 @@ def build_cohort(dataset: GraphDataset, config) -> MutualEnsemble:
         divergence=config.divergence,
         temperature=config.temperature,
         mimic_weight=config.mimic_weight,
-        warmup=config.warmup,
+        warmup=d["warmup"] if config.warmup is None else config.warmup,
         t_min=config.t_min,
         t_max=config.t_max,
         schedule=config.schedule,

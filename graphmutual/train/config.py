@@ -17,9 +17,13 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Everything a :class:`~graphmutual.train.Trainer` run needs.
 
-    ``None`` for ``lr``, ``epochs``, ``hidden``, ``batch_size`` and ``patience`` means "the
-    task's default" (node tasks: lr 0.01, 200 epochs, hidden 64, patience 100; graph tasks:
-    lr 0.001, 100 epochs, hidden 64 — 300 for OGB molecules —, batch 32, patience 50).
+    ``None`` for ``lr``, ``epochs``, ``hidden``, ``num_layers``, ``batch_size``,
+    ``patience``, ``warmup`` and ``normalize_features`` means "the task's default" (see
+    :data:`graphmutual.train.cohort.NODE_DEFAULTS` and ``GRAPH_DEFAULTS``): node tasks
+    lr 0.01, 200 epochs, hidden 64, 2 layers, patience 100, a 50-epoch mimicry warm-up and
+    row-normalised features (as in Kipf & Welling 2017); graph tasks lr 0.001, 100 epochs,
+    hidden 64 (300 and 5 layers for OGB molecules), 3 layers, batch 32, patience 50, a
+    10-epoch warm-up.
     """
 
     dataset: str = "cora"
@@ -29,7 +33,7 @@ class TrainConfig:
     divergence: str = "kl"
     temperature: float = 1.0
     mimic_weight: float = 1.0
-    warmup: int = 0
+    warmup: Optional[int] = None
     entropy: Optional[float] = None
     entropy_mode: str = "penalty"
     weighting: Optional[str] = None
@@ -47,7 +51,9 @@ class TrainConfig:
     batch_size: Optional[int] = None
     patience: Optional[int] = None
     seeds: List[int] = field(default_factory=lambda: [0])
+    normalize_features: Optional[bool] = None
     device: str = "cpu"
+    threads: Optional[int] = None
     deterministic: bool = False
     checkpoint_every: int = 10
     output: Optional[str] = None
@@ -59,7 +65,9 @@ class TrainConfig:
         if not self.students:
             raise ConfigError("at least one student is needed")
         self.seeds = parse_seeds(self.seeds)
-        for name in ("epochs", "hidden", "num_layers", "batch_size", "patience"):
+        if self.warmup is not None and self.warmup < 0:
+            raise ConfigError(f"warmup must be >= 0 (got {self.warmup})")
+        for name in ("epochs", "hidden", "num_layers", "batch_size", "patience", "threads"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise ConfigError(f"{name} must be a positive integer (got {v!r})")

@@ -12,7 +12,10 @@ is needed to use the model::
     model = torch_geometric.nn.models.GCN(**ckpt["kwargs"])
     model.load_state_dict(ckpt["state_dict"])
 
-Graph-level students (``GraphStudent``) are rebuilt with :func:`load_student`.
+Graph-level students (``GraphStudent``) are rebuilt with :func:`load_student`. When the
+trainer row-normalised the node features (the node-task default), ``meta`` says so with
+``"normalize_features": True``: apply :class:`torch_geometric.transforms.NormalizeFeatures`
+to your inputs before calling the model.
 """
 from __future__ import annotations
 

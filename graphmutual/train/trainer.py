@@ -10,6 +10,7 @@ result as an uninterrupted one on the CPU.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -41,6 +42,14 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def normalized_features(dataset: GraphDataset) -> GraphDataset:
+    """A shallow copy of a node dataset with row-normalised features (rows sum to 1)."""
+    from torch_geometric.transforms import NormalizeFeatures
+
+    data = NormalizeFeatures()(dataset.data.clone())
+    return dataclasses.replace(dataset, data=data)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,14 +105,22 @@ class Trainer:
         self.dataset = dataset if dataset is not None else load_dataset(config.dataset,
                                                                         config.root)
         self.device = resolve_device(config.device)
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         d = task_defaults(self.dataset)
         self.epochs = config.epochs or d["epochs"]
         self.lr = config.lr or d["lr"]
         self.patience = config.patience or d["patience"]
         self.batch_size = config.batch_size or d["batch_size"]
         self.output = Path(config.output) if config.output else None
+        self.normalize_features = False
         if self.dataset.task == "node":
             validate_graph(self.dataset.data, self.dataset.num_classes)
+            self.normalize_features = bool(d["normalize_features"]
+                                           if config.normalize_features is None
+                                           else config.normalize_features)
+            if self.normalize_features:
+                self.dataset = normalized_features(self.dataset)
 
     # ----------------------------------------------------------------- members
     def members(self, cohort: MutualEnsemble) -> List[str]:
@@ -345,6 +362,7 @@ class Trainer:
                     export_student(student, self.output / "best_student.pt", meta={
                         "name": name, "seed": seed, "dataset": self.dataset.name,
                         "val": res["members"][name]["val"],
+                        "normalize_features": self.normalize_features,
                         "test": res["members"][name]["test"],
                     })
                 atomic_write_bytes(done, lambda f, r=res: f.write(json.dumps(r, indent=2)
