@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   graphmutual train --dataset citeseer --root ../shared/datasets --seeds 10
   graphmutual train --dataset mutag --root DATA --students gin,gcn --method dml
   graphmutual train --config run.yaml --output runs/cora --resume
+  graphmutual bench --quick                           # the CI smoke suite
   graphmutual recommend --root DATA --user 2 --top 10
   graphmutual info
 """
@@ -99,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     from graphmutual.recsys.cli import add_arguments as add_recommend_arguments
 
     add_recommend_arguments(rp)
+    bp = sub.add_parser(
+        "bench", help="benchmark suite: independent vs DML vs GML tables",
+        description="Run benchmark presets (datasets × methods × seeds), cache each finished "
+                    "run, and aggregate markdown/JSON tables and plots.",
+    )
+    from graphmutual.bench.cli import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bp)
     sub.add_parser("info", help="versions, devices and available kernel backends",
                    description="Print versions, devices and kernel backends.")
     return parser
@@ -196,6 +205,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "bench":
+            from graphmutual.bench.cli import run as run_bench
+
+            return run_bench(args)
         if args.command == "recommend":
             from graphmutual.recsys.cli import run as run_recommend
 

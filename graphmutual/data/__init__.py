@@ -4,17 +4,17 @@ One entry point, :func:`load_dataset`, loads a benchmark dataset by name and ret
 :class:`GraphDataset`; ``dataset.split(seed)`` gives the :class:`Split` for run ``seed``
 under the dataset's standard protocol:
 
-==========================================  =========  ==========================================
-datasets                                    metric     split
-==========================================  =========  ==========================================
-cora, citeseer, pubmed (Planetoid)          accuracy   public split (same for every seed)
-amazon-photo/-computers, coauthor-cs/-phys  accuracy   20 train / 30 val per class, rest test,
-                                                       a fresh random split per seed
-mutag, proteins, enzymes, imdb-binary, nci1 accuracy   stratified 10-fold CV, fold seed % 10,
-                                                       inner stratified 10% validation
-ogbg-molhiv, ogbg-molbace, ogbg-molbbbp     rocauc     OGB scaffold split
-ogbn-arxiv, ogbn-products                   accuracy   OGB official split
-==========================================  =========  ==========================================
+===========================================  =========  ==========================================
+datasets                                     metric     split
+===========================================  =========  ==========================================
+cora, citeseer, pubmed (Planetoid)           accuracy   public split (same for every seed)
+amazon-photo/-computers, coauthor-cs/-phys   accuracy   20 train / 30 val per class, rest test,
+                                                        a fresh random split per seed
+mutag, proteins, enzymes, imdb-binary, nci1  accuracy   stratified 10-fold CV, fold seed % 10,
+                                                        inner stratified 10% validation
+ogbg-molhiv, ogbg-molbace, ogbg-molbbbp      rocauc     OGB scaffold split
+ogbn-arxiv, ogbn-products                    accuracy   OGB official split
+===========================================  =========  ==========================================
 
 ``load_dataset("cora")`` without a root uses the compact Cora shipped in the package (no
 download needed).  See :mod:`graphmutual.data.registry` for the root layout.

@@ -61,7 +61,7 @@ class AdaptiveLogitWeighting(nn.Module):
     def __init__(
         self,
         num_students: int,
-        t_min: float = 1.0,
+        t_min: float = 0.5,
         t_max: float = 4.0,
         hidden: int = 16,
         init_temperature: Optional[float] = None,

@@ -99,7 +99,7 @@ class MutualEnsemble(nn.Module):
         temperature: float = 1.0,
         mimic_weight: float = 1.0,
         warmup: int = 0,
-        t_min: float = 1.0,
+        t_min: float = 0.5,
         t_max: float = 4.0,
         schedule: str = "simultaneous",
         renyi_alpha: float = 0.5,

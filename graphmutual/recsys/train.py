@@ -215,7 +215,7 @@ def fit(model: MultiBranchRec, data: RecData, cfg: Optional[RecTrainConfig] = No
     alw = None
     params = list(model.parameters())
     if m > 1 and cfg.mutual > 0 and cfg.weighting == "adaptive":
-        alw = AdaptiveLogitWeighting(m, t_min=1.0, t_max=4.0, init_temperature=cfg.temperature)
+        alw = AdaptiveLogitWeighting(m, t_min=0.5, t_max=4.0, init_temperature=cfg.temperature)
         params += list(alw.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     train = data.train

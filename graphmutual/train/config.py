@@ -37,7 +37,7 @@ class TrainConfig:
     entropy: Optional[float] = None
     entropy_mode: str = "penalty"
     weighting: Optional[str] = None
-    t_min: float = 1.0
+    t_min: float = 0.5
     t_max: float = 4.0
     schedule: str = "simultaneous"
     renyi_alpha: float = 0.5
