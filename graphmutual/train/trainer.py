@@ -205,7 +205,7 @@ class Trainer:
                 losses["total"].backward()
                 opt.step()
             for k, v in losses.items():
-                totals[k] = totals.get(k, 0.0) + float(v)
+                totals[k] = totals.get(k, 0.0) + float(v.detach())
             batches += 1
         return {k: v / max(batches, 1) for k, v in totals.items()}
 
