@@ -1,0 +1,245 @@
+"""The fused cohort: same logits and gradients as the students run one by one."""
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from graphmutual.mutual.ensemble import MutualEnsemble
+from graphmutual.nn import GCN, FusedCohort, GraphStudent, build_student, fused_support
+
+N, FIN, C = 40, 10, 4
+
+
+def _graph(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, FIN, generator=g, dtype=torch.float64)
+    ei = torch.randint(0, N - 6, (2, 160), generator=g)  # nodes N-6.. are isolated
+    extra = torch.tensor([[3, 3, 3, 7, 7, 1], [3, 3, 5, 9, 9, 1]])  # loops, duplicates
+    return x, torch.cat([ei, extra], dim=1)
+
+
+def _cohort(names, layers, **kw):
+    torch.manual_seed(0)
+    students = [build_student(n, FIN, C, 16, layers, **kw.get(n, {})) for n in names]
+    for s in students:
+        s.double().eval()
+    return students
+
+
+def _params(students):
+    return [p for s in students for p in s.parameters()]
+
+
+def _check(students, x, ei, atol=1e-10):
+    fused = FusedCohort.try_build(students)
+    assert fused is not None
+    ref = [s(x, ei) for s in students]
+    out = fused(x, ei)
+    for r, o in zip(ref, out):
+        torch.testing.assert_close(o, r, atol=atol, rtol=1e-8)
+    ps = _params(students)
+    w = [torch.randn_like(r) for r in ref]
+    g_ref = torch.autograd.grad(sum((r * wi).sum() for r, wi in zip(ref, w)), ps)
+    g_out = torch.autograd.grad(sum((o * wi).sum() for o, wi in zip(out, w)), ps)
+    for a, b in zip(g_ref, g_out):
+        torch.testing.assert_close(b, a, atol=atol, rtol=1e-8)
+    return fused
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_equivalence_mixed_cohort(layers):
+    x, ei = _graph()
+    students = _cohort(["gcn", "gat", "gin", "mlp"], layers)
+    _check(students, x, ei)
+
+
+def test_equivalence_variants():
+    """Several GAT/GCN/GIN students with different widths, options, trainable eps."""
+    x, ei = _graph(1)
+    torch.manual_seed(1)
+    students = [
+        build_student("gcn", FIN, C, 8, 2),
+        build_student("gcn", FIN, C, 32, 3, act="tanh", improved=True, bias=False),
+        build_student("gat", FIN, C, 16, 2, heads=2, negative_slope=0.1),
+        build_student("gat", FIN, C, 12, 2, heads=3, residual=True, concat=True),
+        build_student("gin", FIN, C, 16, 2, train_eps=True, eps=0.3),
+        build_student("gin", FIN, C, 16, 2, norm="batch_norm"),
+        build_student("gcn", FIN, C, 16, 2, jk="cat"),
+    ]
+    for s in students:
+        s.double().eval()
+    _check(students, x, ei)
+
+
+def test_equivalence_training_mode_without_dropout_and_float32():
+    x, ei = _graph(2)
+    students = _cohort(["gcn", "gat", "gin", "mlp"], 2,
+                       gcn=dict(dropout=0.0), gat=dict(dropout=0.0), gin=dict(dropout=0.0),
+                       mlp=dict(dropout=0.0))
+    for s in students:
+        s.float().train()
+    _check(students, x.float(), ei, atol=1e-5)
+
+
+def test_training_mode_applies_dropout():
+    x, ei = _graph()
+    students = _cohort(["gcn", "gat", "gin"], 2)
+    for s in students:
+        s.train()
+    fused = FusedCohort(students)
+    a, b = fused(x, ei), fused(x, ei)
+    assert all(not torch.allclose(u, v) for u, v in zip(a, b))  # dropout is on
+    for s in students:
+        s.eval()
+    a, b = fused(x, ei), fused(x, ei)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+
+
+def test_no_edges_and_input_requiring_grad():
+    x, _ = _graph()
+    students = _cohort(["gcn", "gat", "gin"], 2)
+    _check(students, x, torch.empty(2, 0, dtype=torch.long))
+    x = x.clone().requires_grad_()
+    fused = FusedCohort(students)
+    ei = _graph()[1]
+    out = fused(x, ei)
+    gx = torch.autograd.grad(sum(o.sum() for o in out), x)[0]
+    gx_ref = torch.autograd.grad(sum(s(x, ei).sum() for s in students), x)[0]
+    torch.testing.assert_close(gx, gx_ref)
+
+
+def test_cache_reuse_and_invalidation():
+    x, ei = _graph()
+    students = _cohort(["gcn", "gat", "gin"], 2)
+    fused = FusedCohort(students)
+    fused(x, ei)
+    g = fused._graph
+    cached = dict(g.x_cache)
+    assert set(cached) == {"gcn", "sum"}
+    fused(x, ei)
+    assert fused._graph is g and all(g.x_cache[k] is v for k, v in cached.items())
+
+    # a new x: new first-layer aggregation, same graph
+    x2 = x + 1.0
+    out = fused(x2, ei)
+    assert fused._graph is g and g.x_cache["gcn"] is not cached["gcn"]
+    for o, s in zip(out, students):
+        torch.testing.assert_close(o, s(x2, ei))
+    # in-place change of x is noticed
+    x2.mul_(2.0)
+    for o, s in zip(fused(x2, ei), students):
+        torch.testing.assert_close(o, s(x2, ei))
+    # a new edge_index (and an in-place modified one) rebuilds the structure
+    ei2 = ei[:, :100].clone()
+    for o, s in zip(fused(x2, ei2), students):
+        torch.testing.assert_close(o, s(x2, ei2))
+    g2 = fused._graph
+    assert g2 is not g
+    ei2[0, :10] = ei2[1, :10]
+    for o, s in zip(fused(x2, ei2), students):
+        torch.testing.assert_close(o, s(x2, ei2))
+    assert fused._graph is not g2
+    fused.clear_cache()
+    assert fused._graph is None
+    assert "FusedCohort(students=[gcn, gat, gin]" in repr(fused)
+    state = pickle.loads(pickle.dumps(fused))
+    assert state._graph is None
+
+
+def test_unsupported_students_fall_back():
+    gcn = build_student("gcn", FIN, C, 16, 2)
+    unsupported = [
+        build_student("sage", FIN, C, 16, 2),
+        build_student("gat", FIN, C, 16, 2, v2=True),
+        build_student("gcn", FIN, C, 16, 2, normalize=False, add_self_loops=False),
+        build_student("gat", FIN, C, 16, 2, edge_dim=3),
+        build_student("gin", FIN, C, 16, 2, aggr="mean"),
+        GraphStudent(build_student("gcn", FIN, 16, 16, 2), 16, C),
+        torch.nn.Linear(FIN, C),
+        GCN(-1, 16, 2, C),  # lazy
+    ]
+    for s in unsupported:
+        assert fused_support(s) is not None
+        assert FusedCohort.try_build([gcn, s]) is None
+        with pytest.raises(ValueError, match="cannot be fused"):
+            FusedCohort([gcn, s])
+    assert FusedCohort.try_build([]) is None
+    assert fused_support(gcn) is None
+
+
+def test_mutual_ensemble_uses_fused_path(monkeypatch):
+    x, ei = _graph()
+    students = _cohort(["gcn", "gat", "gin", "mlp"], 2)
+    cohort = MutualEnsemble(students, method="dml")
+    assert isinstance(cohort._fused, FusedCohort)
+    # the fused cohort is not a submodule: the state dict only holds the students
+    keys = set(cohort.state_dict())
+    assert keys == set(MutualEnsemble(students, method="dml", fused=False).state_dict())
+    assert not any("_fused" in k for k in keys)
+    calls = []
+    orig = FusedCohort.forward
+    monkeypatch.setattr(FusedCohort, "forward",
+                        lambda self, *a: calls.append(1) or orig(self, *a))
+    fused_out = cohort(x, ei)
+    assert calls == [1]
+    plain = MutualEnsemble(students, method="dml", fused=False)
+    assert plain._fused is None
+    torch.testing.assert_close(fused_out, plain(x, ei))
+    assert calls == [1]
+    # graph-level style calls fall back to the students
+    cohort(x, ei, batch=None)
+    assert calls == [1]
+    # fused=True insists; unsupported students under "auto" fall back
+    with pytest.raises(ValueError, match="cannot be fused"):
+        MutualEnsemble([students[0], build_student("sage", FIN, C, 16, 2)], method="dml",
+                       fused=True)
+    mixed = MutualEnsemble([students[0], build_student("sage", FIN, C, 16, 2).double()],
+                           method="dml")
+    assert mixed._fused is None
+    assert mixed(x, ei).shape == (2, N, C)
+    with pytest.raises(ValueError, match="fused must be"):
+        MutualEnsemble(students, fused="yes")
+
+
+def test_cora_training_same_accuracy():
+    """A short training run on bundled Cora: fused and unfused reach about the same
+    test accuracy (dropout masks differ, so not bit-identical)."""
+    from graphmutual.data import load_dataset
+
+    ds = load_dataset("cora")
+    data, split = ds.data, ds.split(0)
+    torch.set_num_threads(1)
+    accs = {}
+    for fused in ("auto", False):
+        torch.manual_seed(0)
+        students = [build_student(n, ds.num_features, ds.num_classes, 32, 2)
+                    for n in ("gcn", "gat", "gin")]
+        cohort = MutualEnsemble(students, method="dml", fused=fused)
+        assert (cohort._fused is not None) == (fused == "auto")
+        opt = torch.optim.Adam(cohort.parameters(), lr=0.01, weight_decay=5e-4)
+        for epoch in range(30):
+            cohort.train()
+            opt.zero_grad()
+            logits = cohort(data.x, data.edge_index)
+            cohort.loss(logits, data.y, split.train, epoch=epoch)["total"].backward()
+            opt.step()
+        cohort.eval()
+        with torch.no_grad():
+            pred = cohort.predict(cohort(data.x, data.edge_index)).argmax(-1)
+        accs[fused] = float((pred[split.test] == data.y[split.test]).float().mean())
+    assert accs["auto"] > 0.7 and accs[False] > 0.7
+    assert abs(accs["auto"] - accs[False]) < 0.04, accs
+
+
+def test_fused_loss_is_differentiable_wrt_gin_eps():
+    x, ei = _graph()
+    students = _cohort(["gin"], 2, gin=dict(train_eps=True))
+    fused = FusedCohort(students)
+    out = fused(x, ei)[0]
+    (g,) = torch.autograd.grad(F.log_softmax(out, -1).sum(), students[0].convs[1].eps)
+    (g_ref,) = torch.autograd.grad(F.log_softmax(students[0](x, ei), -1).sum(),
+                                   students[0].convs[1].eps)
+    torch.testing.assert_close(g, g_ref)
