@@ -115,42 +115,116 @@ def dataset_table(ds: str, entry: Dict[str, Any], order: Optional[Sequence[str]]
     return "\n".join(lines)
 
 
+def headline_table(agg: Dict[str, Any], order: Optional[Sequence[str]] = None) -> str:
+    """One row per dataset: per method, the mean test metric of each student, the best
+    student and the ensemble (×100, mean ± std over the seeds that ran)."""
+    lines: List[str] = []
+    for ds, entry in agg["datasets"].items():
+        variants = [v for v in (order or entry["variants"]) if v in entry["variants"]]
+        students: List[str] = []
+        for v in variants:
+            students += [x for x in entry["variants"][v]["students"] if x not in students]
+        cols = students + [BEST, ENSEMBLE]
+        if not lines:
+            lines = ["| dataset (metric) | method | seeds | " + " | ".join(cols) + " |",
+                     "|" + "---|" * (3 + len(cols))]
+        metric = "acc" if entry["metric"] == "accuracy" else "ROC-AUC"
+        for v in variants:
+            s = entry["variants"][v]
+            cells = [f"{ds} ({metric})", v, str(len(s["seeds"]))]
+            cells += [fmt(s["members"][c]["test"]) if c in s["members"] else "–" for c in cols]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _paired(a: Dict[str, Any], b: Dict[str, Any], member: str) -> Tuple[List[float], List[float]]:
+    """Test values of ``member`` in variants ``a`` and ``b`` on the seeds both ran."""
+    va = dict(zip(a["seeds"], a["members"][member]["test"]["values"]))
+    vb = dict(zip(b["seeds"], b["members"][member]["test"]["values"]))
+    common = [s for s in a["seeds"] if s in vb
+              and math.isfinite(va[s]) and math.isfinite(vb[s])]
+    return [va[s] for s in common], [vb[s] for s in common]
+
+
 def comparisons(agg: Dict[str, Any], ours: str = "gml",
                 baselines: Sequence[str] = ("independent", "dml")) -> List[Dict[str, Any]]:
-    """Per dataset and member: ``ours`` minus each baseline in mean test metric."""
+    """Per dataset and member: ``ours`` minus each baseline in mean test metric.
+
+    Paired: only the seeds (splits, folds) that both variants finished are compared, so an
+    interrupted suite never compares means over different seeds.
+    """
     rows = []
     for ds, entry in agg["datasets"].items():
         variants = entry["variants"]
         if ours not in variants:
             continue
-        for member, stat in variants[ours]["members"].items():
+        for member in variants[ours]["members"]:
             for base in baselines:
-                other = variants.get(base, {}).get("members", {}).get(member)
-                if other is None or stat["test"]["n"] == 0 or other["test"]["n"] == 0:
+                if member not in variants.get(base, {}).get("members", {}):
                     continue
-                delta = stat["test"]["mean"] - other["test"]["mean"]
+                x, y = _paired(variants[ours], variants[base], member)
+                if not x:
+                    continue
+                delta = float(np.mean(x) - np.mean(y))
                 rows.append({"dataset": ds, "member": member, "baseline": base,
-                             "ours": stat["test"]["mean"], "theirs": other["test"]["mean"],
-                             "delta": delta, "win": delta > 0})
+                             "ours": float(np.mean(x)), "theirs": float(np.mean(y)),
+                             "delta": delta, "n": len(x), "win": delta > 0,
+                             "seed_wins": int(sum(a > b for a, b in zip(x, y)))})
     return rows
 
 
 def comparison_table(agg: Dict[str, Any]) -> str:
-    """GML − independent and GML − DML per dataset and member (test, ×100)."""
+    """GML − independent and GML − DML per dataset and member (test, ×100, paired seeds)."""
     rows = comparisons(agg)
     if not rows:
         return ""
-    by: Dict[Tuple[str, str], Dict[str, float]] = {}
+    by: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {}
     for r in rows:
-        by.setdefault((r["dataset"], r["member"]), {})[r["baseline"]] = r["delta"] * 100
+        by.setdefault((r["dataset"], r["member"]), {})[r["baseline"]] = r
+
+    def cell(r: Optional[Dict[str, Any]]) -> str:
+        if r is None:
+            return "–"
+        mark = "" if r["win"] else " ✗"
+        return f"{r['delta'] * 100:+.2f}{mark} ({r['seed_wins']}/{r['n']})"
+
     lines = ["| dataset | member | GML − independent | GML − DML |", "|---|---|---|---|"]
     for (ds, m), d in by.items():
-        cells = [f"{d[b]:+.2f}" + ("" if d[b] > 0 else " ✗") if b in d else "–"
-                 for b in ("independent", "dml")]
-        lines.append(f"| {ds} | {m} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {ds} | {m} | {cell(d.get('independent'))} | {cell(d.get('dml'))} |")
     losses = [r for r in rows if not r["win"]]
-    lines += ["", f"GML wins {len(rows) - len(losses)} of {len(rows)} comparisons "
-              f"(✗ = GML not better in mean test metric)."]
+    lines += ["", f"GML better in mean in {len(rows) - len(losses)} of {len(rows)} comparisons "
+              "(✗ = GML not better). Each cell compares the seeds both methods finished; "
+              "(w/n) = GML better in w of those n seeds."]
+    return "\n".join(lines)
+
+
+def ablation_table(agg: Dict[str, Any], ours: str = "gml") -> str:
+    """Every other ``gml-*`` variant minus full GML, per dataset and member (paired seeds).
+
+    Negative = the ablated component helped (removing it costs accuracy).
+    """
+    lines: List[str] = []
+    for ds, entry in agg["datasets"].items():
+        variants = entry["variants"]
+        others = [v for v in variants if v.startswith("gml-")]
+        if ours not in variants or not others:
+            continue
+        members = [m for m in variants[ours]["members"] if m != ENSEMBLE_ALW]
+        if not lines:
+            lines = ["| dataset | variant | n | " + " | ".join(members) + " |",
+                     "|" + "---|" * (3 + len(members))]
+        for v in others:
+            cells, n = [], 0
+            for m in members:
+                if m not in variants[v]["members"]:
+                    cells.append("–")
+                    continue
+                x, y = _paired(variants[v], variants[ours], m)
+                n = max(n, len(x))
+                cells.append(f"{(np.mean(x) - np.mean(y)) * 100:+.2f}" if x else "–")
+            lines.append(f"| {ds} | {v} − {ours} | {n} | " + " | ".join(cells) + " |")
+    if lines:
+        lines += ["", "Negative: the variant is worse than full GML on the same seeds."]
     return "\n".join(lines)
 
 
@@ -158,9 +232,14 @@ def format_markdown(agg: Dict[str, Any], order: Optional[Sequence[str]] = None,
                     header: str = "") -> str:
     """The full markdown report: a header, one table per dataset, the GML comparisons."""
     parts = [header.rstrip()] if header else []
+    parts += ["## Headline (test, mean ± std over seeds)", headline_table(agg, order),
+              "## Per dataset"]
     for ds, entry in agg["datasets"].items():
         parts.append(dataset_table(ds, entry, order))
     comp = comparison_table(agg)
     if comp:
         parts += ["### GML versus its baselines (difference of mean test metric, ×100)", comp]
+    abl = ablation_table(agg)
+    if abl:
+        parts += ["### Ablations versus full GML (difference of mean test metric, ×100)", abl]
     return "\n\n".join(parts) + "\n"
