@@ -22,7 +22,7 @@ class TrainConfig:
     :data:`graphmutual.train.cohort.NODE_DEFAULTS` and ``GRAPH_DEFAULTS``): node tasks
     lr 0.01, 200 epochs, hidden 64, 2 layers, patience 100, a 50-epoch mimicry warm-up and
     row-normalised features (as in Kipf & Welling 2017); graph tasks lr 0.001, 100 epochs,
-    hidden 64 (300 and 5 layers for OGB molecules), 3 layers, batch 32, patience 50, a
+    hidden 64 (256 and 5 layers for OGB molecules), 3 layers, batch 32, patience 50, a
     10-epoch warm-up.
     """
 
