@@ -14,11 +14,9 @@ and ``ninja`` are needed for the fast ``cpp`` backend; otherwise a fallback runs
 **Time:** under a minute (plus a one-off compilation of the C++ kernels, about a minute,
 the very first time on a machine).
 
-.. note::
-   A fused cohort module (K GNN students sharing one pass over the graph inside a model)
-   is not part of this release yet; this tutorial shows the operator it is built on,
-   :func:`~graphmutual.ops.multi_spmm`, which already aggregates K students' features in
-   one pass over the edges.
+The last section shows the **fused cohort** built on these ops: a GCN + GAT + GIN cohort
+whose students share one pass over the graph per layer, compared with running the three
+students one after another.
 """
 
 # %%
@@ -156,6 +154,50 @@ with ops.use_backend("reference"):
 print("reference backend agrees:", torch.allclose(y_ref, y_ours, atol=1e-4))
 
 # %%
+# The fused cohort
+# ----------------
+# :class:`~graphmutual.MutualEnsemble` runs students that share a graph through
+# :class:`~graphmutual.nn.FusedCohort` automatically (``fused="auto"``): one CSR per graph,
+# the GCN and GIN aggregations of every layer in one ``multi_spmm``, the GAT students as
+# heads of one ``edge_softmax`` aggregation, and the first layer's aggregation of the
+# constant input computed once. It uses the students' own parameters, so the logits are the
+# same as running them one by one (``fused=False``):
+from graphmutual import MutualEnsemble  # noqa: E402
+from graphmutual.data import load_dataset  # noqa: E402
+from graphmutual.nn import build_student  # noqa: E402
+
+cora = load_dataset("cora").data
+students = [build_student(n, cora.num_features, 7) for n in ("gcn", "gat", "gin")]
+fused = MutualEnsemble(students, method="dml", fused=True).eval()
+plain = MutualEnsemble(students, method="dml", fused=False).eval()
+with torch.no_grad():
+    same = torch.allclose(fused(cora.x, cora.edge_index), plain(cora.x, cora.edge_index),
+                          atol=1e-4)
+print("fused logits == per-student logits:", same)
+
+
+def epoch_seconds(cohort, repeats=5):
+    opt = torch.optim.Adam(cohort.parameters(), lr=0.01)
+    cohort.train()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        cohort.loss(cohort(cora.x, cora.edge_index), cora.y, cora.train_mask)["total"].backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+t_fused, t_plain = epoch_seconds(fused), epoch_seconds(plain)
+print(f"training step on Cora: fused {t_fused * 1e3:.1f} ms, one by one {t_plain * 1e3:.1f} ms")
+
+# %%
+# On Cora most of an epoch is each student's dense first-layer matrix product (1433 input
+# features), which fusion cannot share, so the gain is modest; on a graph with a million
+# edges the aggregation dominates and the fused cohort runs about 3× faster than three
+# plain PyG students (see the cohort table in :doc:`/benchmarks`).
+#
 # Where next
 # ----------
 # * The full kernel benchmark, with the hardware it ran on: :doc:`/benchmarks`.
