@@ -68,6 +68,7 @@ def aggregate(runs: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
             "peak_rss_mb": max(rss),
             "rss_baseline_mb": max(r.get("rss_baseline_mb", float("nan")) for r in rs),
             "params": rs[0]["params"],
+            "code_fingerprints": sorted({r.get("code_fingerprint", "unrecorded") for r in rs}),
             "members": members,
         }
     return out

@@ -21,13 +21,13 @@ def config_hash(spec: RunSpec) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
+def atomic_write_json(path: Path, obj: Any, indent: Optional[int] = 1) -> None:
     """Write ``obj`` as JSON so that readers never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
+            json.dump(obj, f, indent=indent, sort_keys=True)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -57,7 +57,8 @@ class RunCache:
 
     def put(self, spec: RunSpec, result: Dict[str, Any]) -> Path:
         p = self.path(spec)
-        atomic_write_json(p, {**result, "key": config_hash(spec), "spec": spec.key_dict()})
+        atomic_write_json(p, {**result, "key": config_hash(spec), "spec": spec.key_dict()},
+                          indent=None)
         return p
 
     def __contains__(self, spec: RunSpec) -> bool:

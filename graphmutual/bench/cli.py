@@ -199,6 +199,11 @@ def run(args: argparse.Namespace) -> int:
         "the interpreter, torch/PyG and the dataset. Protocol: benchmarks/PROTOCOL.md.",
         "", "Hardware and software:", "", environment_markdown(info),
     ])
+    prints = sorted({r.get("code_fingerprint", "unrecorded") for r in runs})
+    header += ("\n\nCode fingerprint(s) of graphmutual's data/mutual/nn/ops/train sources "
+               f"behind these runs: {', '.join(prints)}"
+               + (" — more than one: the runs come from different code." if len(prints) > 1
+                  else "."))
     md = format_markdown(agg, order, header)
     output.mkdir(parents=True, exist_ok=True)
     (output / f"{name}.md").write_text(md)

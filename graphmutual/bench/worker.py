@@ -32,6 +32,29 @@ def peak_rss_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024
 
 
+#: Sub-packages whose source determines a run's result (hashed into ``code_fingerprint``).
+RESULT_PACKAGES = ("data", "mutual", "nn", "ops", "train")
+
+
+def code_fingerprint() -> str:
+    """SHA-256 (12 hex digits) of the graphmutual sources that determine a result.
+
+    Stored in every run (not in the cache key): the tables list the fingerprints of the
+    runs they aggregate, so runs made by different training code are visible.
+    """
+    import hashlib
+
+    import graphmutual
+
+    base = Path(graphmutual.__file__).parent
+    h = hashlib.sha256()
+    for pkg in RESULT_PACKAGES:
+        for f in sorted((base / pkg).rglob("*.py")):
+            h.update(str(f.relative_to(base)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def count_parameters(module) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
@@ -72,6 +95,7 @@ def run_job(job: Dict[str, Any], on_done: Optional[Callable[[], None]] = None) -
     specs = [RunSpec(s["dataset"], s["variant"], s["seed"], s["config"]) for s in job["specs"]]
     dataset = load_dataset(specs[0].dataset, job.get("root"))
     baseline = peak_rss_mb()
+    fingerprint = code_fingerprint()
     with tempfile.TemporaryDirectory(prefix="gm-bench-") as tmp:
         for spec in specs:
             if cache.get(spec) is not None:
@@ -95,7 +119,7 @@ def run_job(job: Dict[str, Any], on_done: Optional[Callable[[], None]] = None) -
                 "seconds_per_epoch": res["seconds_per_epoch"], "wall_seconds": wall,
                 "params": params, "peak_rss_mb": peak_rss_mb(), "rss_baseline_mb": baseline,
                 "memory_method": MEMORY_METHOD, "torch_threads": torch.get_num_threads(),
-                "torch_version": torch.__version__,
+                "torch_version": torch.__version__, "code_fingerprint": fingerprint,
                 "history": read_history(Path(tmp) / f"log_seed{spec.seed}.csv"),
             })
             if on_done is not None:
