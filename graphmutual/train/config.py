@@ -105,7 +105,10 @@ def parse_seeds(value: Union[int, str, List[int]]) -> List[int]:
         raise ConfigError(f"invalid seeds {value!r}")
     if isinstance(value, int):
         if value <= 0:
-            raise ConfigError(f"the number of seeds must be positive (got {value})")
+            raise ConfigError(
+                f"the number of seeds must be positive (got {value}); to run only seed 0, "
+                "give the list '0,'"
+            )
         return list(range(value))
     if isinstance(value, str):
         text = value.strip()
