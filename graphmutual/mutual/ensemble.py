@@ -23,7 +23,7 @@ Presets (``method=``):
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -179,9 +179,6 @@ class MutualEnsemble(nn.Module):
             self.alw.reset_parameters()
         self.epoch = 0
 
-    def student_parameters(self, k: int) -> Iterable[nn.Parameter]:
-        return self.students[k].parameters()
-
     def set_epoch(self, epoch: int) -> None:
         """Tell the cohort the current epoch (drives the mimicry warm-up)."""
         self.epoch = int(epoch)
@@ -237,11 +234,15 @@ class MutualEnsemble(nn.Module):
 
     def targets(self, logits: Tensor) -> Tensor:
         """Peer targets ``[K, N, C]`` from detached logits (with entropy smoothing)."""
+        return self._targets(logits)[1]
+
+    def _targets(self, logits: Tensor):
+        """``(q, q_mimic)``: the raw peer mixture (ALW's signal) and the mimicry target."""
         alpha, tau = self.peer_weights(logits)
         q = peer_targets(logits, alpha, tau)
         if self.entropy_mode == "target" and self.entropy > 0:
-            q = smooth_target(q, self.entropy)
-        return q
+            return q, smooth_target(q, self.entropy)
+        return q, q
 
     # --------------------------------------------------------------------- loss
     def loss(
@@ -293,12 +294,9 @@ class MutualEnsemble(nn.Module):
         scale = self.mimic_scale(epoch)
         alw_term = zero
         if self.weighting != "none":
-            alpha, tau = self.peer_weights(logits)
-            q = peer_targets(logits, alpha, tau)
+            q_mix, q = self._targets(logits)
             if self.alw is not None:
-                alw_term = alw_loss(q, y, lab)
-            if self.entropy_mode == "target" and self.entropy > 0:
-                q = smooth_target(q, self.entropy)
+                alw_term = alw_loss(q_mix, y, lab)
             mm = slice(None) if mimic_mask is None else mimic_mask
             if scale > 0:
                 mimic = [
@@ -348,13 +346,10 @@ class MutualEnsemble(nn.Module):
                 outs = [s(*inputs, **kwargs) for s in self.students]
             outs[k] = self.students[k](*inputs, **kwargs)
             logits = self.stack(outs)
-            losses = self.loss(logits, y, mask, mimic_mask)
-            ce_k = losses[f"ce/{self.names[k]}"]
+            last = self.loss(logits, y, mask, mimic_mask)
             # only student k's terms carry gradient into student k; peers are detached
-            losses["total"].backward()
+            last["total"].backward()
             optimizer.step()
-            last = losses
-            last[f"step/{self.names[k]}"] = ce_k
         return last
 
     # --------------------------------------------------------------- inference
