@@ -70,6 +70,18 @@ def test_presets_expand_and_validate():
     assert specs[2].config["entropy"] == 0.0
 
 
+def test_settings_enter_config_and_variant_name():
+    settings = bench_cli.parse_settings(["t_min=1.0", "warmup=20", "divergence=js"])
+    assert settings == {"t_min": 1.0, "warmup": 20, "divergence": "js"}
+    specs = expand_suite(["cora"], ["gml", "dml"], ["gcn", "gat"], [0], {"epochs": 3},
+                         settings=settings)
+    assert [s.variant for s in specs] == ["gml@divergence=js@t_min=1.0@warmup=20",
+                                          "dml@divergence=js@t_min=1.0@warmup=20"]
+    assert specs[0].config["t_min"] == 1.0 and specs[0].config["method"] == "gml"
+    plain = expand_suite(["cora"], ["gml"], ["gcn", "gat"], [0], {"epochs": 3})[0]
+    assert config_hash(plain) != config_hash(specs[0])
+
+
 def test_config_hash_is_stable_and_distinguishes_configs():
     a = RunSpec("cora", "gml", 0, {"dataset": "cora", "method": "gml", "epochs": 5})
     b = RunSpec("cora", "gml", 0, {"epochs": 5, "method": "gml", "dataset": "cora"})
@@ -165,6 +177,11 @@ def test_worker_subprocess_writes_result(tmp_path):
     (["--students", "gcn,foo"], ValueError, "unknown student"),
     (["--epochs", "0"], ValueError, "--epochs must be a positive"),
     (["--root", "/no/such/dir", "--datasets", "mutag"], FileNotFoundError, "does not exist"),
+    (["--set", "t_min"], ValueError, "KEY=VALUE"),
+    (["--set", "nosuch=1"], ValueError, "unknown TrainConfig key 'nosuch'"),
+    (["--set", "method=dml"], ValueError, "not allowed"),
+    (["--set", "t_min=-1"], ValueError, "0 < t_min"),
+    (["--set", "warmup=ten"], ValueError, "warmup must be a number"),
 ])
 def test_bad_input_raises_clear_errors(argv, exc, message, tmp_path):
     with pytest.raises(exc, match=message):

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from graphmutual.bench.presets import (
     DEFAULT_STUDENTS,
@@ -36,6 +36,7 @@ examples:
   graphmutual bench --root ../shared/datasets --datasets cora,citeseer --name node
   graphmutual bench --root DATA --datasets cora --methods ablations --name ablation-cora
   graphmutual bench --root DATA --datasets mutag --students gcn,gat,gin,mlp --seeds 5
+  graphmutual bench --root DATA --datasets citeseer --methods gml --set t_min=1.0
   graphmutual bench --name node --aggregate-only      # re-make tables/plots from the cache
 """
 
@@ -64,6 +65,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--patience", type=int, default=None)
     t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="any other TrainConfig key for every run, e.g. --set t_min=1.0 "
+                        "(repeatable; values are read as YAML). The variant's name gets "
+                        "the settings appended (gml@t_min=1.0), so a sweep stays apart "
+                        "in the tables")
     d = p.add_argument_group("data and execution")
     d.add_argument("--root", default=None,
                    help="dataset root holding Planetoid/, TUDataset/, ogb/, ... (default: "
@@ -99,6 +105,49 @@ def _split(text: Optional[str]) -> List[str]:
 def _positive(name: str, value: Optional[int]) -> None:
     if value is not None and value <= 0:
         raise ValueError(f"--{name.replace('_', '-')} must be a positive integer (got {value})")
+
+
+#: TrainConfig keys ``--set`` may not change: the suite sets them (or they do not change
+#: the result).
+_RESERVED = ("dataset", "students", "method", "seeds", "root", "output", "progress",
+             "resume", "threads")
+
+
+def parse_settings(items: Sequence[str]) -> Dict[str, Any]:
+    """``["t_min=1.0", "warmup=20"]`` → ``{"t_min": 1.0, "warmup": 20}``, checked.
+
+    Values are parsed as YAML scalars; keys must be :class:`~graphmutual.train.TrainConfig`
+    fields and the result must make a valid configuration (``ValueError`` otherwise).
+    """
+    import dataclasses
+
+    import yaml
+
+    from graphmutual.train import TrainConfig
+    from graphmutual.train.config import ConfigError
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE (got {item!r})")
+        if key in _RESERVED:
+            raise ValueError(f"--set {key}=... is not allowed: the suite sets '{key}' "
+                             "(use --datasets/--methods/--students/--seeds/--threads)")
+        if key not in fields:
+            raise ValueError(f"--set: unknown TrainConfig key '{key}'; choose from "
+                             f"{', '.join(sorted(fields - set(_RESERVED)))}")
+        try:
+            out[key] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {key}: cannot parse {text!r} ({exc})") from None
+    try:
+        TrainConfig.from_dict({"dataset": "cora", **out})
+    except (ConfigError, TypeError) as exc:
+        raise ValueError(f"--set: {exc}") from None
+    return out
 
 
 def _needs_root(dataset: str) -> bool:
@@ -154,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
     overrides: Dict[str, Any] = {"epochs": args.epochs or (QUICK_EPOCHS if quick else None),
                                  "hidden": args.hidden, "lr": args.lr,
                                  "patience": args.patience, "batch_size": args.batch_size}
-    specs = expand_suite(datasets, _split(args.methods), students, seeds, overrides)
+    settings = parse_settings(args.settings)
+    specs = expand_suite(datasets, _split(args.methods), students, seeds, overrides,
+                         settings=settings)
 
     output = Path(args.output or (QUICK_OUTPUT if quick else DEFAULT_OUTPUT))
     cache = RunCache(args.cache or output / "runs")
@@ -187,7 +238,8 @@ def run(args: argparse.Namespace) -> int:
            ""] if args.aggregate_only else []),
         f"Suite: datasets {', '.join(datasets)}; methods {', '.join(order)}; students "
         f"{', '.join(students)}; seeds {', '.join(map(str, seeds))}; overrides "
-        f"{ {k: v for k, v in overrides.items() if v is not None} or 'none (task defaults)'}.",
+        f"{ {k: v for k, v in overrides.items() if v is not None} or 'none (task defaults)'}"
+        + (f"; settings {settings}." if settings else "."),
         f"Finished runs: {len(runs)} of {len(specs)}"
         + (f" ({missing} missing: interrupted or failed)." if missing else "."),
         *([f"Skipped (no --root): {', '.join(skipped)}."] if skipped else []),
@@ -211,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         "command": cmd, "aggregate_only": bool(args.aggregate_only), "environment": info,
         "datasets": datasets,
         "methods": order, "students": students, "seeds": seeds,
-        "overrides": overrides, "finished": len(runs), "planned": len(specs),
+        "overrides": overrides, "settings": settings, "finished": len(runs), "planned": len(specs),
         "results": agg,
     })
     print(md)

@@ -102,20 +102,27 @@ def expand_suite(
     students: Sequence[str],
     seeds: Sequence[int],
     overrides: Optional[Dict[str, Any]] = None,
+    settings: Optional[Dict[str, Any]] = None,
 ) -> List[RunSpec]:
     """The cross product datasets × variants × seeds as :class:`RunSpec` s.
 
     ``overrides`` (``epochs``, ``hidden``, ``lr``, ...) apply to every run and enter the
-    cache key. A cohort of one student runs ``independent`` only.
+    cache key. ``settings`` (any other :class:`~graphmutual.train.TrainConfig` keys, e.g.
+    ``{"t_min": 1.0}``) do too, and are appended to the variant's name
+    (``gml@t_min=1.0``) so that runs of a sweep stay apart in the tables. A cohort of one
+    student runs ``independent`` only.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    settings = dict(sorted((settings or {}).items()))
+    suffix = "".join(f"@{k}={v}" for k, v in settings.items())
     specs = []
     for ds in resolve_datasets(datasets):
         for variant in resolve_methods(methods):
             if len(students) < 2 and variant != "independent":
                 raise ValueError(f"method '{variant}' needs at least 2 students "
                                  f"(got {list(students)})")
-            cfg = {"dataset": ds, "students": list(students), **VARIANTS[variant], **overrides}
+            cfg = {"dataset": ds, "students": list(students), **VARIANTS[variant],
+                   **settings, **overrides}
             for seed in seeds:
-                specs.append(RunSpec(ds, variant, int(seed), cfg))
+                specs.append(RunSpec(ds, variant + suffix, int(seed), cfg))
     return specs

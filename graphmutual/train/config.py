@@ -65,6 +65,12 @@ class TrainConfig:
         if not self.students:
             raise ConfigError("at least one student is needed")
         self.seeds = parse_seeds(self.seeds)
+        for name, kind in (("warmup", int), ("temperature", float), ("mimic_weight", float),
+                           ("weight_decay", float), ("t_min", float), ("t_max", float),
+                           ("lr", float), ("entropy", float), ("dropout", float)):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, kind))):
+                raise ConfigError(f"{name} must be a number (got {v!r})")
         if self.warmup is not None and self.warmup < 0:
             raise ConfigError(f"warmup must be >= 0 (got {self.warmup})")
         for name in ("epochs", "hidden", "num_layers", "batch_size", "patience", "threads"):
@@ -81,6 +87,8 @@ class TrainConfig:
             raise ConfigError(f"dropout must lie in [0, 1) (got {self.dropout})")
         if self.checkpoint_every <= 0:
             raise ConfigError("checkpoint_every must be a positive integer")
+        if not 0 < self.t_min <= self.t_max:
+            raise ConfigError(f"need 0 < t_min <= t_max (got {self.t_min}, {self.t_max})")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
