@@ -74,6 +74,39 @@ def test_equivalence_variants():
     _check(students, x, ei)
 
 
+def _sparse_features(seed: int = 0, density: float = 0.05):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(N, FIN * 4, generator=g, dtype=torch.float64)
+    return x * (x < density)  # bag-of-words-like: ~5 % non-zero, one all-zero row likely
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_sparse_input_first_layer_is_equivalent(layers):
+    """Sparse features take the sparse first-layer path with the same logits and grads."""
+    from graphmutual.nn.fused import SPARSE_INPUT_MAX_DENSITY
+
+    x, ei = _sparse_features(layers), _graph()[1]
+    assert 0 < float((x != 0).double().mean()) <= SPARSE_INPUT_MAX_DENSITY
+    torch.manual_seed(layers)
+    f = x.size(1)
+    students = [build_student("gcn", f, C, 16, layers),
+                build_student("gat", f, C, 16, layers, heads=2),
+                build_student("gin", f, C, 16, layers, train_eps=True, eps=0.2),
+                build_student("gin", f, C, 8, layers, norm="batch_norm"),
+                build_student("mlp", f, C, 16, layers)]
+    for s in students:
+        s.double().eval()
+    fused = _check(students, x, ei)
+    assert fused._graph.x_cache.get("sparse") is not None  # the sparse path was taken
+    assert all(type(s.convs[0].nn.lins[0]).__name__ == "Linear" for s in students[2:4])
+
+
+def test_dense_input_does_not_take_the_sparse_path():
+    x, ei = _graph()
+    fused = _check(_cohort(["gcn", "gat", "gin"], 2), x, ei)
+    assert fused._graph.x_cache.get("sparse", "unset") is None
+
+
 def test_equivalence_training_mode_without_dropout_and_float32():
     x, ei = _graph(2)
     students = _cohort(["gcn", "gat", "gin", "mlp"], 2,
@@ -118,7 +151,7 @@ def test_cache_reuse_and_invalidation():
     fused(x, ei)
     g = fused._graph
     cached = dict(g.x_cache)
-    assert set(cached) == {"gcn", "sum"}
+    assert set(cached) == {"gcn", "sum", "sparse"} and cached["sparse"] is None  # dense x
     fused(x, ei)
     assert fused._graph is g and all(g.x_cache[k] is v for k, v in cached.items())
 
@@ -142,6 +175,12 @@ def test_cache_reuse_and_invalidation():
     for o, s in zip(fused(x2, ei2), students):
         torch.testing.assert_close(o, s(x2, ei2))
     assert fused._graph is not g2
+    # a sparse x replaces the cache and is cached as sparse
+    xs = torch.zeros_like(x2)
+    xs[::5, 1] = 1.0
+    for o, s in zip(fused(xs, ei2), students):
+        torch.testing.assert_close(o, s(xs, ei2))
+    assert fused._graph.x_cache["sparse"] is not None
     fused.clear_cache()
     assert fused._graph is None
     assert "FusedCohort(students=[gcn, gat, gin]" in repr(fused)
