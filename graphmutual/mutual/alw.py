@@ -33,6 +33,12 @@ from torch import Tensor, nn
 from graphmutual.mutual.entropy import normalized_entropy
 
 NUM_FEATURES = 3
+#: Default lower temperature bound. ALW's label-trained temperatures settle at their lower
+#: bound, so this sets how much peer targets are sharpened. Chosen on *validation*
+#: accuracy from {0.5, 0.75, 1.0} (GML, Cora and CiteSeer, seeds 0-4): 0.5 sharpens so much
+#: that some CiteSeer cohorts collapse, 1.0 gives up most of the gain on Cora; see
+#: ``benchmarks/results/bench/tuning-tmin.md``.
+DEFAULT_T_MIN = 0.75
 
 
 def prediction_features(logits: Tensor) -> Tensor:
@@ -61,7 +67,7 @@ class AdaptiveLogitWeighting(nn.Module):
     def __init__(
         self,
         num_students: int,
-        t_min: float = 0.5,
+        t_min: float = DEFAULT_T_MIN,
         t_max: float = 4.0,
         hidden: int = 16,
         init_temperature: Optional[float] = None,

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphmutual.mutual.alw import (
+    DEFAULT_T_MIN,
     AdaptiveLogitWeighting,
     alw_loss,
     peer_targets,
@@ -99,7 +100,7 @@ class MutualEnsemble(nn.Module):
         temperature: float = 1.0,
         mimic_weight: float = 1.0,
         warmup: int = 0,
-        t_min: float = 0.5,
+        t_min: float = DEFAULT_T_MIN,
         t_max: float = 4.0,
         schedule: str = "simultaneous",
         renyi_alpha: float = 0.5,

@@ -8,6 +8,8 @@ from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
+from graphmutual.mutual.alw import DEFAULT_T_MIN
+
 
 class ConfigError(ValueError):
     """A configuration value or file is invalid."""
@@ -37,7 +39,7 @@ class TrainConfig:
     entropy: Optional[float] = None
     entropy_mode: str = "penalty"
     weighting: Optional[str] = None
-    t_min: float = 0.5
+    t_min: float = DEFAULT_T_MIN
     t_max: float = 4.0
     schedule: str = "simultaneous"
     renyi_alpha: float = 0.5
