@@ -82,6 +82,17 @@ def test_settings_enter_config_and_variant_name():
     assert config_hash(plain) != config_hash(specs[0])
 
 
+def test_sweep_expands_combinations():
+    assert bench_cli.sweep_settings([]) == [{}]
+    combos = bench_cli.sweep_settings(["t_min=0.5,1.0", "warmup=0,20"])
+    assert combos == [{"t_min": 0.5, "warmup": 0}, {"t_min": 0.5, "warmup": 20},
+                      {"t_min": 1.0, "warmup": 0}, {"t_min": 1.0, "warmup": 20}]
+    with pytest.raises(ValueError, match="KEY=V1,V2"):
+        bench_cli.sweep_settings(["t_min="])
+    with pytest.raises(ValueError, match="0 < t_min"):
+        bench_cli.sweep_settings(["t_min=0.5,-1"])
+
+
 def test_config_hash_is_stable_and_distinguishes_configs():
     a = RunSpec("cora", "gml", 0, {"dataset": "cora", "method": "gml", "epochs": 5})
     b = RunSpec("cora", "gml", 0, {"epochs": 5, "method": "gml", "dataset": "cora"})
@@ -202,3 +213,18 @@ def test_quick_mode_end_to_end(tmp_path, monkeypatch, capsys):
     # a second call only aggregates (every run is cached)
     assert bench_cli.run(args) == 0
     assert "2 cached, 0 ran" in capsys.readouterr().err
+
+
+def test_sweep_end_to_end_reports_validation(tmp_path, monkeypatch):
+    monkeypatch.delenv("GRAPHMUTUAL_DATA", raising=False)
+    args = parse(["--datasets", "cora", "--epochs", "1", "--hidden", "8", "--jobs", "0",
+                  "--methods", "gml", "--students", "gcn,mlp", "--seeds", "1",
+                  "--sweep", "t_min=0.5,1.0", "--output", str(tmp_path), "--no-plots",
+                  "--name", "sweep"])
+    assert bench_cli.run(args) == 0
+    data = json.loads((tmp_path / "sweep.json").read_text())
+    variants = data["results"]["datasets"]["cora"]["variants"]
+    assert set(variants) == {"gml@t_min=0.5", "gml@t_min=1.0"}
+    assert variants["gml@t_min=1.0"]["config"]["t_min"] == 1.0
+    md = (tmp_path / "sweep.md").read_text()
+    assert "## Validation" in md and "swept t_min=0.5,1.0" in md

@@ -116,9 +116,10 @@ def dataset_table(ds: str, entry: Dict[str, Any], order: Optional[Sequence[str]]
     return "\n".join(lines)
 
 
-def headline_table(agg: Dict[str, Any], order: Optional[Sequence[str]] = None) -> str:
-    """One row per dataset: per method, the mean test metric of each student, the best
-    student and the ensemble (×100, mean ± std over the seeds that ran)."""
+def headline_table(agg: Dict[str, Any], order: Optional[Sequence[str]] = None,
+                   part: str = "test") -> str:
+    """One row per dataset: per method, the mean ``part`` (test or val) metric of each
+    student, the best student and the ensemble (×100, mean ± std over the seeds that ran)."""
     lines: List[str] = []
     for ds, entry in agg["datasets"].items():
         variants = [v for v in (order or entry["variants"]) if v in entry["variants"]]
@@ -133,7 +134,7 @@ def headline_table(agg: Dict[str, Any], order: Optional[Sequence[str]] = None) -
         for v in variants:
             s = entry["variants"][v]
             cells = [f"{ds} ({metric})", v, str(len(s["seeds"]))]
-            cells += [fmt(s["members"][c]["test"]) if c in s["members"] else "–" for c in cols]
+            cells += [fmt(s["members"][c][part]) if c in s["members"] else "–" for c in cols]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -243,4 +244,6 @@ def format_markdown(agg: Dict[str, Any], order: Optional[Sequence[str]] = None,
     abl = ablation_table(agg)
     if abl:
         parts += ["### Ablations versus full GML (difference of mean test metric, ×100)", abl]
+    parts += ["## Validation (the model-selection metric; tune on this, never on test)",
+              headline_table(agg, order, part="val")]
     return "\n\n".join(parts) + "\n"

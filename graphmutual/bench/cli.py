@@ -37,6 +37,8 @@ examples:
   graphmutual bench --root DATA --datasets cora --methods ablations --name ablation-cora
   graphmutual bench --root DATA --datasets mutag --students gcn,gat,gin,mlp --seeds 5
   graphmutual bench --root DATA --datasets citeseer --methods gml --set t_min=1.0
+  graphmutual bench --root DATA --datasets cora,citeseer --methods gml --seeds 5 \
+      --sweep t_min=0.5,0.75,1.0 --name tuning-tmin   # choose on the validation table
   graphmutual bench --name node --aggregate-only      # re-make tables/plots from the cache
 """
 
@@ -70,6 +72,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(repeatable; values are read as YAML). The variant's name gets "
                         "the settings appended (gml@t_min=1.0), so a sweep stays apart "
                         "in the tables")
+    t.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="like --set, but one variant per value (and per combination when "
+                        "repeated), e.g. --sweep t_min=0.5,0.75,1.0; the report's "
+                        "validation table is what to choose on")
     d = p.add_argument_group("data and execution")
     d.add_argument("--root", default=None,
                    help="dataset root holding Planetoid/, TUDataset/, ogb/, ... (default: "
@@ -150,6 +156,23 @@ def parse_settings(items: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
+def sweep_settings(items: Sequence[str]) -> List[Dict[str, Any]]:
+    """``["t_min=0.5,1", "warmup=0,20"]`` → the 4 combinations as settings dicts (checked).
+
+    No items give ``[{}]`` (one run of the suite without extra settings).
+    """
+    import itertools
+
+    axes: List[List[Dict[str, Any]]] = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        values = [v for v in text.split(",") if v.strip()]
+        if not sep or not values:
+            raise ValueError(f"--sweep expects KEY=V1,V2,... (got {item!r})")
+        axes.append([parse_settings([f"{key}={v}"]) for v in values])
+    return [dict(kv for d in combo for kv in d.items()) for combo in itertools.product(*axes)]
+
+
 def _needs_root(dataset: str) -> bool:
     return dataset != "cora"
 
@@ -204,8 +227,10 @@ def run(args: argparse.Namespace) -> int:
                                  "hidden": args.hidden, "lr": args.lr,
                                  "patience": args.patience, "batch_size": args.batch_size}
     settings = parse_settings(args.settings)
-    specs = expand_suite(datasets, _split(args.methods), students, seeds, overrides,
-                         settings=settings)
+    specs = []
+    for combo in sweep_settings(args.sweep):
+        specs += expand_suite(datasets, _split(args.methods), students, seeds, overrides,
+                              settings={**settings, **combo})
 
     output = Path(args.output or (QUICK_OUTPUT if quick else DEFAULT_OUTPUT))
     cache = RunCache(args.cache or output / "runs")
@@ -239,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
         f"Suite: datasets {', '.join(datasets)}; methods {', '.join(order)}; students "
         f"{', '.join(students)}; seeds {', '.join(map(str, seeds))}; overrides "
         f"{ {k: v for k, v in overrides.items() if v is not None} or 'none (task defaults)'}"
-        + (f"; settings {settings}." if settings else "."),
+        + (f"; settings {settings}" if settings else "")
+        + (f"; swept {', '.join(args.sweep)}." if args.sweep else "."),
         f"Finished runs: {len(runs)} of {len(specs)}"
         + (f" ({missing} missing: interrupted or failed)." if missing else "."),
         *([f"Skipped (no --root): {', '.join(skipped)}."] if skipped else []),
@@ -263,7 +289,8 @@ def run(args: argparse.Namespace) -> int:
         "command": cmd, "aggregate_only": bool(args.aggregate_only), "environment": info,
         "datasets": datasets,
         "methods": order, "students": students, "seeds": seeds,
-        "overrides": overrides, "settings": settings, "finished": len(runs), "planned": len(specs),
+        "overrides": overrides, "settings": settings, "sweep": args.sweep,
+        "finished": len(runs), "planned": len(specs),
         "results": agg,
     })
     print(md)
