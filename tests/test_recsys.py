@@ -17,7 +17,7 @@ from graphmutual.recsys.data import (
     random_split_per_user,
 )
 from graphmutual.recsys.metrics import evaluate_full_ranking, metrics_from_hits
-from graphmutual.recsys.model import build_model, normalized_adjacency
+from graphmutual.recsys.model import build_model, is_symmetric, normalized_adjacency, spmm
 from graphmutual.recsys.train import RecTrainConfig, bpr_loss, evaluate, fit, mutual_loss
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -244,6 +244,46 @@ def test_missing_modality_branch_is_skipped():
     assert "branches=['a', 'b']" in repr(model)
 
 
+def test_symmetric_spmm_gradient_matches_autograd():
+    d = _toy_data()
+    adj = normalized_adjacency(d.num_users, d.num_items, d.train, d.social)
+    assert is_symmetric(adj)
+    x = torch.randn(adj.size(0), 5, requires_grad=True)
+    w = torch.randn(adj.size(0), 5)
+    (spmm(adj, spmm(adj, x, True), True) * w).sum().backward()
+    ours = x.grad.clone()
+    x.grad = None
+    dense = adj.to_dense()
+    (dense @ (dense @ x) * w).sum().backward()
+    assert torch.allclose(ours, x.grad, atol=1e-6)
+    # one-way social edges make the matrix asymmetric: the model must not take the shortcut
+    one_way = normalized_adjacency(d.num_users, d.num_items, d.train, torch.tensor([[0], [1]]))
+    assert not is_symmetric(one_way)
+    model = build_model("lightgcn-social", d, dim=4, num_layers=1)
+    assert model.adj_symmetric
+
+
+def test_flat_branch_scores_and_eval_cache():
+    d = _toy_data()
+    model = build_model("mutual", d, dim=8, num_layers=2)
+    with torch.no_grad():
+        model.gate.normal_()
+    users = torch.tensor([0, 3, 3, 9])
+    items = torch.randint(12, (4, 5))
+    flat = model.branch_scores(users, items)
+    ref = model.branch_scores(users, items, model.propagate())
+    assert flat.shape == (2, 4, 5) and torch.allclose(flat, ref, atol=1e-6)
+    model.eval()
+    full = model.full_scores(users)
+    assert model._cache is not None and model._cache[3] is not None
+    assert torch.allclose(full.gather(1, items), model(users, items), atol=1e-5)
+    # new weights through load_state_dict drop the cached propagation
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["item_emb"] = state["item_emb"] * 2
+    model.load_state_dict(state)
+    assert not torch.allclose(model.full_scores(users), full)
+
+
 def test_hide_modality_and_mutual_loss_absent_teacher():
     d = _toy_data(missing=False)
     h = d.hide_modality("a", 0.5, seed=0)
@@ -286,3 +326,22 @@ def test_short_training_beats_popularity(lfm2k):
     assert res.test["recall@20"] > base["recall@20"]
     assert evaluate(model, d, "test", cfg) == pytest.approx(res.test)
     assert set(res.branches) == {"whisper", "text"}
+
+
+def test_benchmark_overrides():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "recsys" / "run_recsys.py"
+    spec = importlib.util.spec_from_file_location("run_recsys", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sets = mod.parse_sets(["lr=0.001", "weighting=adaptive", "layers=2", "patience=4",
+                           "mask_valid_at_test=false"])
+    train, model = mod.split_sets(sets)
+    assert train == {"lr": 0.001, "weighting": "adaptive", "patience": 4,
+                     "mask_valid_at_test": False}
+    assert model == {"layers": 2}
+    RecTrainConfig(**train)
+    with pytest.raises(ValueError, match="unknown --set key"):
+        mod.parse_sets(["learning_rate=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        mod.parse_sets(["lr"])

@@ -78,6 +78,39 @@ def normalized_adjacency(
         return adj.to_sparse_csr()
 
 
+def is_symmetric(adj: Tensor, atol: float = 1e-6) -> bool:
+    """Whether the sparse matrix ``adj`` equals its transpose (values within ``atol``)."""
+    a = adj.to_sparse_coo().coalesce()
+    t = a.t().coalesce()
+    if a._nnz() != t._nnz() or not torch.equal(a.indices(), t.indices()):
+        return False
+    return bool(torch.allclose(a.values(), t.values(), atol=atol))
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    r""":math:`Y = \hat A X` for a symmetric sparse :math:`\hat A`: the backward pass is
+    :math:`\partial X = \hat A^\top \partial Y = \hat A\, \partial Y`, the same product,
+    instead of autograd's transpose of the CSR matrix on every call (which dominated the
+    training step on CPU)."""
+
+    @staticmethod
+    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.adj = adj
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return None, ctx.adj @ grad.contiguous()
+
+
+def spmm(adj: Tensor, x: Tensor, symmetric: bool = False) -> Tensor:
+    """``adj @ x`` for a sparse ``adj``; with ``symmetric=True`` the backward pass reuses
+    ``adj`` instead of transposing it."""
+    if symmetric and x.requires_grad:
+        return _SymmetricSpMM.apply(adj, x)
+    return adj @ x
+
+
 def standardize(x: Tensor, mask: Tensor) -> Tensor:
     """Z-score the columns of ``x`` over the present rows, then L2-normalise the rows;
     missing rows stay zero."""
@@ -129,6 +162,8 @@ class MultiBranchRec(nn.Module):
         self.num_users, self.num_items = num_users, num_items
         self.dim, self.num_layers = dim, num_layers
         self.adj = adj
+        # LightGCN's \hat A is symmetric unless the caller passed one-way social edges.
+        self.adj_symmetric = adj is not None and is_symmetric(adj)
         m = len(self.branches)
         self.user_emb = nn.Parameter(torch.empty(m, num_users, dim))
         self.item_emb = nn.Parameter(torch.empty(m, num_items, dim))
@@ -175,22 +210,36 @@ class MultiBranchRec(nn.Module):
              else self.item_emb[k] for k, b in enumerate(self.branches)]
         return torch.stack(h)
 
-    def propagate(self) -> tuple[Tensor, Tensor]:
-        """Propagated user ``[M, U, d]`` and item ``[M, I, d]`` embeddings (cached in eval)."""
+    def propagate_flat(self) -> Tensor:
+        """Propagated embeddings of all ``U + I`` nodes, branches side by side ``[N, M·d]``
+        (cached in eval mode). This layout lets a mini-batch gather its rows with one
+        ``index_select`` per side, whose backward is a cheap ``index_add``."""
         if not self.training and self._cache is not None:
-            return self._cache
+            return self._cache[0]
         m, u, d = self.user_emb.shape
         h0 = torch.cat([self.user_emb, self.item_input()], dim=1)  # [M, N, d]
         h = h0.permute(1, 0, 2).reshape(u + self.num_items, m * d)  # branches side by side
         acc = h
         for _ in range(self.num_layers):
-            h = self.adj @ h
+            h = spmm(self.adj, h, self.adj_symmetric)
             acc = acc + h
-        out = (acc / (self.num_layers + 1)).reshape(-1, m, d).permute(1, 0, 2)
-        res = (out[:, :u], out[:, u:])
+        out = acc / (self.num_layers + 1)
         if not self.training:
-            self._cache = tuple(t.detach() for t in res)
-        return res
+            flat = out.detach()
+            split = flat.reshape(-1, m, d).permute(1, 0, 2)
+            self._cache = (flat, split[:, :u], split[:, u:], None)
+        return out
+
+    def propagate(self) -> tuple[Tensor, Tensor]:
+        """Propagated user ``[M, U, d]`` and item ``[M, I, d]`` embeddings (cached in eval)."""
+        if not self.training and self._cache is not None:
+            return self._cache[1], self._cache[2]
+        out = self.propagate_flat()
+        if not self.training:
+            return self._cache[1], self._cache[2]
+        m, u, d = self.user_emb.shape
+        out = out.reshape(-1, m, d).permute(1, 0, 2)
+        return out[:, :u], out[:, u:]
 
     def item_weights(self) -> Tensor:
         r"""Per-item branch weights :math:`\beta` ``[I, M]`` (zero for missing modalities)."""
@@ -203,24 +252,49 @@ class MultiBranchRec(nn.Module):
     def branch_scores(self, users: Tensor, items: Tensor,
                       emb: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
         """Scores of every branch for ``users [B]`` and candidate ``items [B, C]`` →
-        ``[M, B, C]``."""
-        hu, hi = emb if emb is not None else self.propagate()
-        return torch.einsum("mbd,mbcd->mbc", hu[:, users], hi[:, items])
+        ``[M, B, C]``. Without ``emb`` the propagation is run (or taken from the eval
+        cache) and rows are gathered from the flat ``[N, M·d]`` layout."""
+        if emb is not None:
+            hu, hi = emb
+            return torch.einsum("mbd,mbcd->mbc", hu[:, users], hi[:, items])
+        flat = self.propagate_flat()
+        m, d = self.num_branches, self.dim
+        b, c = items.shape
+        hu = flat.index_select(0, users)  # [B, M·d]
+        hi = flat.index_select(0, items.reshape(-1) + self.num_users).view(b, c, m * d)
+        return (hu[:, None, :] * hi).view(b, c, m, d).sum(-1).permute(2, 0, 1)
 
     def combine(self, branch_scores: Tensor, items: Tensor) -> Tensor:
         """Gated combination of ``[M, B, C]`` branch scores for candidate ``items [B, C]``."""
         w = self.item_weights()[items]  # [B, C, M]
         return (branch_scores.permute(1, 2, 0) * w).sum(-1)
 
+    def _gated_items(self) -> Tensor:
+        r"""Gate-weighted item matrix ``[I, M·d]``: row ``i`` is
+        :math:`[\beta_{i1} \bar h^1_i, \dots, \beta_{iM} \bar h^M_i]` (cached in eval)."""
+        if not self.training and self._cache is not None and self._cache[3] is not None:
+            return self._cache[3]
+        m, d = self.num_branches, self.dim
+        hi = self.propagate_flat()[self.num_users:].view(self.num_items, m, d)
+        items = (hi * self.item_weights()[:, :, None]).reshape(self.num_items, m * d)
+        if not self.training and self._cache is not None:
+            items = items.detach()
+            self._cache = self._cache[:3] + (items,)
+        return items
+
     def full_scores(self, users: Tensor, branch: Optional[int] = None) -> Tensor:
         """Scores of ``users [B]`` against all items ``[B, I]`` — the combined model, or
-        branch ``branch`` alone."""
-        hu, hi = self.propagate()
+        branch ``branch`` alone. In eval mode the propagation and the gated item matrix are
+        computed once and reused across user batches."""
         if branch is not None:
+            hu, hi = self.propagate()
             return hu[branch, users] @ hi[branch].t()
-        w = self.item_weights()  # [I, M]
-        items = (hi * w.t()[:, :, None]).permute(1, 0, 2).reshape(self.num_items, -1)
-        return hu[:, users].permute(1, 0, 2).reshape(users.numel(), -1) @ items.t()
+        items = self._gated_items()
+        return self.propagate_flat().index_select(0, users) @ items.t()
+
+    def load_state_dict(self, *args, **kwargs):
+        self._cache = None  # new weights: drop the eval cache
+        return super().load_state_dict(*args, **kwargs)
 
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         """Combined scores for ``users [B]`` and candidates ``items [B, C]``."""

@@ -246,11 +246,11 @@ def fit(model: MultiBranchRec, data: RecData, cfg: Optional[RecTrainConfig] = No
             u, pos = train[0, idx], train[1, idx]
             neg = sampler(u, cfg.num_negatives, gen)
             items = torch.cat([pos[:, None], neg], 1)
-            emb = model.propagate()
-            scores = model.branch_scores(u, items, emb)  # [M, B, C]
+            scores = model.branch_scores(u, items)  # [M, B, C], one propagation per step
             bpr = bpr_loss(scores)
-            reg = (model.user_emb[:, u].pow(2).sum() + model.item_emb[:, pos].pow(2).sum()
-                   + model.item_emb[:, neg[:, 0]].pow(2).sum()) / (2 * idx.numel())
+            reg = (model.user_emb.index_select(1, u).pow(2).sum()
+                   + model.item_emb.index_select(1, pos).pow(2).sum()
+                   + model.item_emb.index_select(1, neg[:, 0]).pow(2).sum()) / (2 * idx.numel())
             loss = bpr + cfg.reg * reg
             if m > 1:
                 loss = loss + bpr_loss(model.combine(scores.detach(), items))  # the gate
