@@ -16,7 +16,7 @@ from graphmutual.recsys.data import (
     load_mmrec,
     random_split_per_user,
 )
-from graphmutual.recsys.metrics import evaluate_full_ranking, metrics_from_hits
+from graphmutual.recsys.metrics import auto_batch_size, evaluate_full_ranking, metrics_from_hits
 from graphmutual.recsys.model import build_model, is_symmetric, normalized_adjacency, spmm
 from graphmutual.recsys.train import RecTrainConfig, bpr_loss, evaluate, fit, mutual_loss
 
@@ -85,7 +85,10 @@ def test_full_ranking_batching_is_invariant():
     train, test = pairs[:, :200], pairs[:, 200:]
     a = evaluate_full_ranking(lambda u: s[u], test, [train], 50, 40, batch_size=7)
     b = evaluate_full_ranking(lambda u: s[u], test, [train], 50, 40, batch_size=1000)
-    assert a == pytest.approx(b)
+    c = evaluate_full_ranking(lambda u: s[u], test, [train], 50, 40)  # auto block size
+    assert a == pytest.approx(b) and c == pytest.approx(b)
+    assert auto_batch_size(17632) == 118 and auto_batch_size(40) == 1024
+    assert auto_batch_size(10**9) == 16
 
 
 # ------------------------------------------------------------------------------- data
@@ -345,3 +348,31 @@ def test_benchmark_overrides():
         mod.parse_sets(["learning_rate=1"])
     with pytest.raises(ValueError, match="key=value"):
         mod.parse_sets(["lr"])
+
+
+def test_combine_seeds_merges_runs():
+    import importlib.util
+    import sys as _sys
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "recsys"
+    _sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location("combine_seeds",
+                                                      folder / "combine_seeds.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        _sys.path.remove(str(folder))
+    keys = mod.KEYS
+
+    def run(seed, v):
+        return {"seed": seed, "best_epoch": 1, "seconds_per_epoch": 1.0,
+                "test": {k: v for k in keys}}
+
+    a = {"command": ["x"], "results": {"m": {"runs": [run(0, 0.1)]}}}
+    b = {"command": ["y"], "results": {"m": {"runs": [run(1, 0.3)]}}}
+    rows = mod.merge([a, b])
+    assert [r["seed"] for r in rows["m"]] == [0, 1]
+    s = mod.summarise(rows["m"])
+    assert s["ndcg@10"] == pytest.approx(0.2) and s["ndcg@10_std"] == pytest.approx(0.1414, 1e-3)
+    with pytest.raises(ValueError, match="twice"):
+        mod.merge([a, a])

@@ -1,13 +1,18 @@
 """Recommendation benchmarks on Last.fm: model comparison, hetrec anchors, missing modality.
 
-Usage (from the repository root)::
+Usage (from the repository root, one thread: ``OMP_NUM_THREADS=1``)::
 
-    python benchmarks/recsys/run_recsys.py multimodal --epochs 60
-    python benchmarks/recsys/run_recsys.py hetrec --seeds 0,1,2,3,4 --epochs 60
-    python benchmarks/recsys/run_recsys.py missing --epochs 30
+    python benchmarks/recsys/run_recsys.py multimodal --epochs 400 --patience 15
+    python benchmarks/recsys/run_recsys.py hetrec --only lightgcn,ours --seeds 0,1,2,3,4
+    python benchmarks/recsys/run_recsys.py missing --epochs 100 --patience 1000  # fixed budget
+    python benchmarks/recsys/run_recsys.py multimodal --only ours --set mutual=0.5 --tag m05
 
-Writes ``benchmarks/results/recsys_<suite>.{md,json}`` with the exact command, the hardware
-(``lscpu``) and every measured number. Data root: ``--root`` or ``$GRAPHMUTUAL_DATA``.
+Every model trains to convergence: at most ``--epochs`` epochs with early stopping on
+validation NDCG@10 (``--patience`` evaluations, every 2 epochs); the best-validation weights
+are tested. ``--patience >= --epochs`` gives a fixed budget (still testing the best
+validation epoch). Writes ``benchmarks/results/recsys_<suite>[_<tag>].{md,json}`` with the
+exact command, the hardware (``lscpu``), the load average and every measured number
+(validation curves in the JSON). Data root: ``--root`` or ``$GRAPHMUTUAL_DATA``.
 """
 from __future__ import annotations
 
@@ -120,7 +125,7 @@ def run_variants(dataset: str, variants, seeds: List[int], base: RecTrainConfig,
             kw = dict(model_kw or {})
             model = build_model(kind, data, branches=branches, dim=int(kw.get("dim", 64)),
                                 num_layers=int(kw.get("layers", 3)),
-                                social_weight=float(kw.get("social_weight", 1.0)))
+                                social_weight=float(kw.get("social_weight", 1.0)), seed=seed)
             cfg = replace(base, seed=seed, **over)
             res = fit(model, data, cfg)
             print(f"{name} seed {seed}: best epoch {res.best_epoch}, "

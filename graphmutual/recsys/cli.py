@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_dir=str(args.output / f"seed{seed}") if args.output else None,
         )
         model = build_model(args.model, data, dim=args.dim, num_layers=args.layers,
-                            branches=branches)
+                            branches=branches, seed=seed)
         if len(seeds) == 1 or seed == seeds[0]:
             print(data)
             print(model)

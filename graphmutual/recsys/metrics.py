@@ -78,6 +78,11 @@ def metrics_from_hits(hits: Tensor, num_relevant: Tensor, ks: Sequence[int] = (1
     return out
 
 
+def auto_batch_size(num_items: int, block: int = 1 << 21) -> int:
+    """Users per score block so that a block holds about ``block`` scores (16–1024)."""
+    return int(min(1024, max(16, block // max(num_items, 1))))
+
+
 @torch.no_grad()
 def evaluate_full_ranking(
     score_fn: Callable[[Tensor], Tensor],
@@ -86,7 +91,7 @@ def evaluate_full_ranking(
     num_users: int,
     num_items: int,
     ks: Sequence[int] = (10, 20),
-    batch_size: int = 1024,
+    batch_size: Optional[int] = None,
     return_per_user: bool = False,
 ) -> Dict[str, float]:
     """Rank all items for every user with held-out items and average the metrics.
@@ -97,11 +102,14 @@ def evaluate_full_ranking(
         exclude: ``[2, E]`` pair tensors whose items are removed from the ranking (the
             training pairs; add the validation pairs to mask them at test time).
         batch_size: users per score block; memory is ``O(batch_size * num_items)``.
+            Default (:func:`auto_batch_size`): blocks of about 2M scores (8 MB float32),
+            which measured fastest on one CPU thread (``recsys_eval_timing.md``).
         return_per_user: also return ``"users"`` and the per-user tensors.
 
     Users without held-out items are excluded from every average.
     """
     kmax = max(ks)
+    batch_size = batch_size or auto_batch_size(num_items)
     t_ptr, t_items = csr_from_pairs(target, num_users)
     n_rel = t_ptr[1:] - t_ptr[:-1]
     users = torch.nonzero(n_rel > 0).view(-1)

@@ -42,7 +42,8 @@ def missing_modality_experiment(
         out[name] = {}
         for frac in fractions:
             d = data.hide_modality(modality, frac, seed=seed)
-            model = build_model(name, d, dim=dim, num_layers=num_layers, branches=branches)
+            model = build_model(name, d, dim=dim, num_layers=num_layers, branches=branches,
+                                seed=seed)
             res = fit(model, d, cfg, per_branch=False)
             out[name][float(frac)] = {**res.test, "best_epoch": res.best_epoch}
         base = out[name][float(fractions[0])]["ndcg@10"]

@@ -313,15 +313,20 @@ def build_model(
     num_layers: int = 3,
     social_weight: float = 1.0,
     branches: Optional[Sequence[str]] = None,
+    seed: Optional[int] = None,
 ) -> MultiBranchRec:
     """Build one of the model variants for a :class:`~graphmutual.recsys.data.RecData`.
 
     ``kind``: ``"bprmf"``, ``"lightgcn"``, ``"lightgcn-social"``, ``"mutual"`` (ours; also
     used for the no-mutual and no-social ablations, which differ in training/data) or
     ``"fused"`` (one branch on the concatenated modalities, social edges as ours).
-    ``branches`` (for ``mutual``) defaults to the data's modalities.
+    ``branches`` (for ``mutual``) defaults to the data's modalities. ``seed`` seeds
+    torch's global generator before the weights are drawn, so a variant's initialisation
+    does not depend on what ran before it in the same process.
     """
     kind = kind.lower()
+    if seed is not None:
+        torch.manual_seed(seed)
     deg = data.item_degree()
     social = data.social if kind in ("mutual", "fused", "lightgcn-social") else None
     if kind == "bprmf":

@@ -70,7 +70,7 @@ class RecTrainConfig:
     patience: int = 10
     monitor: str = "ndcg@10"
     mask_valid_at_test: bool = True
-    eval_batch_size: int = 1024
+    eval_batch_size: Optional[int] = None  # None: auto (about 2M scores per block)
     seed: int = 0
     max_minutes: Optional[float] = None
     progress: bool = True

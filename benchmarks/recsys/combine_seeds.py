@@ -1,0 +1,79 @@
+"""Merge the per-seed runs of several ``run_recsys.py`` result files into one table.
+
+Usage (from the repository root)::
+
+    python benchmarks/recsys/combine_seeds.py --out hetrec_5seeds \\
+        benchmarks/results/recsys_hetrec_lightgcn.json benchmarks/results/recsys_hetrec_seed0.json
+
+Rows with the same name are merged (a seed present twice is an error); the mean ± sample std
+over seeds is written to ``benchmarks/results/recsys_<out>.{md,json}`` with the source
+files and their commands. Nothing is retrained.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_recsys import ANCHORS, KEYS, RESULTS  # noqa: E402
+
+from graphmutual.recsys.metrics import format_table  # noqa: E402
+
+
+def merge(payloads: List[Dict]) -> Dict[str, List[Dict]]:
+    rows: Dict[str, List[Dict]] = {}
+    for pay in payloads:
+        for name, res in pay["results"].items():
+            have = {r["seed"] for r in rows.get(name, [])}
+            for run in res["runs"]:
+                if run["seed"] in have:
+                    raise ValueError(f"seed {run['seed']} of '{name}' appears twice")
+                rows.setdefault(name, []).append(run)
+    return rows
+
+
+def summarise(runs: List[Dict]) -> Dict[str, float]:
+    out = {k: statistics.mean(r["test"][k] for r in runs) for k in KEYS}
+    if len(runs) > 1:
+        out.update({f"{k}_std": statistics.stdev(r["test"][k] for r in runs) for k in KEYS})
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out", required=True, help="result name: recsys_<out>.md")
+    p.add_argument("--out-dir", default=str(RESULTS))
+    p.add_argument("--anchors", action="store_true", help="append the hetrec anchors")
+    args = p.parse_args()
+    payloads = [json.loads(Path(f).read_text()) for f in args.inputs]
+    rows = merge(payloads)
+    table = {name: summarise(runs) for name, runs in rows.items()}
+    md = (f"# Merged seeds: {', '.join(rows)}\n\n"
+          f"Command: `{' '.join(['python'] + sys.argv)}`\n\n"
+          "Merged from (each with its own command, hardware and protocol):\n\n")
+    for f, pay in zip(args.inputs, payloads):
+        md += f"- `{f}`: `{' '.join(['python'] + pay['command'])}`\n"
+    md += "\nMean ± sample std over the seeds listed below.\n\n" + format_table(table) + "\n\n"
+    if args.anchors:
+        md += ("Anchors (RecBole-GNN, ../shared/ANCHORS.md; not rerun here):\n\n"
+               + format_table(ANCHORS, ks=(10,), metrics=("recall", "ndcg", "precision"))
+               + "\n\n")
+    md += "| model | seeds | best epochs | s/epoch |\n|---|---|---|---|\n"
+    for name, runs in rows.items():
+        md += (f"| {name} | {[r['seed'] for r in runs]} | {[r['best_epoch'] for r in runs]} | "
+               f"{statistics.mean(r['seconds_per_epoch'] for r in runs):.2f} |\n")
+    out = Path(args.out_dir)
+    (out / f"recsys_{args.out}.md").write_text(md)
+    (out / f"recsys_{args.out}.json").write_text(json.dumps(
+        {"command": sys.argv, "inputs": args.inputs,
+         "results": {n: {"mean": table[n], "runs": r} for n, r in rows.items()}}, indent=1))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
