@@ -264,6 +264,11 @@ def test_symmetric_spmm_gradient_matches_autograd():
     assert not is_symmetric(one_way)
     model = build_model("lightgcn-social", d, dim=4, num_layers=1)
     assert model.adj_symmetric
+    # seeded construction does not depend on what consumed the global generator before
+    a = build_model("mutual", d, dim=4, num_layers=1, seed=3)
+    torch.rand(100)
+    b = build_model("mutual", d, dim=4, num_layers=1, seed=3)
+    assert torch.equal(a.user_emb, b.user_emb) and torch.equal(a.item_emb, b.item_emb)
 
 
 def test_flat_branch_scores_and_eval_cache():
@@ -376,3 +381,4 @@ def test_combine_seeds_merges_runs():
     assert s["ndcg@10"] == pytest.approx(0.2) and s["ndcg@10_std"] == pytest.approx(0.1414, 1e-3)
     with pytest.raises(ValueError, match="twice"):
         mod.merge([a, a])
+    assert set(mod.merge([a, a], ["x", "y"])) == {"m [x]", "m [y]"}

@@ -5,7 +5,9 @@ Usage (from the repository root)::
     python benchmarks/recsys/combine_seeds.py --out hetrec_5seeds \\
         benchmarks/results/recsys_hetrec_lightgcn.json benchmarks/results/recsys_hetrec_seed0.json
 
-Rows with the same name are merged (a seed present twice is an error); the mean ± sample std
+An input ``path::label`` appends `` [label]`` to the row names of that file (to keep
+configurations apart). Rows with the same name are merged (a seed present twice is an
+error); the mean ± sample std
 over seeds is written to ``benchmarks/results/recsys_<out>.{md,json}`` with the source
 files and their commands. Nothing is retrained.
 """
@@ -16,7 +18,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_recsys import ANCHORS, KEYS, RESULTS  # noqa: E402
@@ -24,10 +26,12 @@ from run_recsys import ANCHORS, KEYS, RESULTS  # noqa: E402
 from graphmutual.recsys.metrics import format_table  # noqa: E402
 
 
-def merge(payloads: List[Dict]) -> Dict[str, List[Dict]]:
+def merge(payloads: List[Dict], labels: Optional[List[str]] = None
+          ) -> Dict[str, List[Dict]]:
     rows: Dict[str, List[Dict]] = {}
-    for pay in payloads:
+    for pay, label in zip(payloads, labels or [""] * len(payloads)):
         for name, res in pay["results"].items():
+            name = f"{name} [{label}]" if label else name
             have = {r["seed"] for r in rows.get(name, [])}
             for run in res["runs"]:
                 if run["seed"] in have:
@@ -50,13 +54,19 @@ def main() -> None:
     p.add_argument("--out-dir", default=str(RESULTS))
     p.add_argument("--anchors", action="store_true", help="append the hetrec anchors")
     args = p.parse_args()
-    payloads = [json.loads(Path(f).read_text()) for f in args.inputs]
-    rows = merge(payloads)
+    paths = [f.split("::")[0] for f in args.inputs]
+    labels = [f.split("::")[1] if "::" in f else "" for f in args.inputs]
+    payloads = [json.loads(Path(f).read_text()) for f in paths]
+    rows = merge(payloads, labels)
     table = {name: summarise(runs) for name, runs in rows.items()}
+    for name, runs in rows.items():  # per-branch rows (each branch ranked alone)
+        for b in runs[0].get("branches") or {}:
+            table[f"↳ {name}: branch {b} alone"] = summarise(
+                [{"test": r["branches"][b]} for r in runs])
     md = (f"# Merged seeds: {', '.join(rows)}\n\n"
           f"Command: `{' '.join(['python'] + sys.argv)}`\n\n"
           "Merged from (each with its own command, hardware and protocol):\n\n")
-    for f, pay in zip(args.inputs, payloads):
+    for f, pay in zip(paths, payloads):
         md += f"- `{f}`: `{' '.join(['python'] + pay['command'])}`\n"
     md += "\nMean ± sample std over the seeds listed below.\n\n" + format_table(table) + "\n\n"
     if args.anchors:
@@ -71,6 +81,7 @@ def main() -> None:
     (out / f"recsys_{args.out}.md").write_text(md)
     (out / f"recsys_{args.out}.json").write_text(json.dumps(
         {"command": sys.argv, "inputs": args.inputs,
+         "table": table,
          "results": {n: {"mean": table[n], "runs": r} for n, r in rows.items()}}, indent=1))
     print(md)
 
