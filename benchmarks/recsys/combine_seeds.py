@@ -40,10 +40,10 @@ def merge(payloads: List[Dict], labels: Optional[List[str]] = None
     return rows
 
 
-def summarise(runs: List[Dict]) -> Dict[str, float]:
-    out = {k: statistics.mean(r["test"][k] for r in runs) for k in KEYS}
+def summarise(runs: List[Dict], split: str = "test") -> Dict[str, float]:
+    out = {k: statistics.mean(r[split][k] for r in runs) for k in KEYS}
     if len(runs) > 1:
-        out.update({f"{k}_std": statistics.stdev(r["test"][k] for r in runs) for k in KEYS})
+        out.update({f"{k}_std": statistics.stdev(r[split][k] for r in runs) for k in KEYS})
     return out
 
 
@@ -53,13 +53,18 @@ def main() -> None:
     p.add_argument("--out", required=True, help="result name: recsys_<out>.md")
     p.add_argument("--out-dir", default=str(RESULTS))
     p.add_argument("--anchors", action="store_true", help="append the hetrec anchors")
+    p.add_argument("--split", choices=("test", "valid"), default="test",
+                   help="summarise the test metrics or the validation metrics at the best "
+                        "epoch (the ones model selection may look at)")
     args = p.parse_args()
     paths = [f.split("::")[0] for f in args.inputs]
     labels = [f.split("::")[1] if "::" in f else "" for f in args.inputs]
     payloads = [json.loads(Path(f).read_text()) for f in paths]
     rows = merge(payloads, labels)
-    table = {name: summarise(runs) for name, runs in rows.items()}
-    for name, runs in rows.items():  # per-branch rows (each branch ranked alone)
+    table = {name: summarise(runs, args.split) for name, runs in rows.items()}
+    for name, runs in rows.items():  # per-branch rows (each branch ranked alone, test)
+        if args.split != "test":
+            break
         for b in runs[0].get("branches") or {}:
             table[f"↳ {name}: branch {b} alone"] = summarise(
                 [{"test": r["branches"][b]} for r in runs])
@@ -68,7 +73,8 @@ def main() -> None:
           "Merged from (each with its own command, hardware and protocol):\n\n")
     for f, pay in zip(paths, payloads):
         md += f"- `{f}`: `{' '.join(['python'] + pay['command'])}`\n"
-    md += "\nMean ± sample std over the seeds listed below.\n\n" + format_table(table) + "\n\n"
+    md += (f"\n**{args.split} split** metrics (best validation epoch), mean ± sample std over "
+           "the seeds listed below.\n\n" + format_table(table) + "\n\n")
     if args.anchors:
         md += ("Anchors (RecBole-GNN, ../shared/ANCHORS.md; not rerun here):\n\n"
                + format_table(ANCHORS, ks=(10,), metrics=("recall", "ndcg", "precision"))
