@@ -2,8 +2,8 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/recsys/combine_seeds.py --out hetrec_5seeds \\
-        benchmarks/results/recsys_hetrec_lightgcn.json benchmarks/results/recsys_hetrec_seed0.json
+    python benchmarks/recsys/combine_seeds.py --out hetrec --anchors \\
+        benchmarks/results/recsys_hetrec_lightgcn.json benchmarks/results/recsys_hetrec_ours-s0.json
 
 An input ``path::label`` appends `` [label]`` to the row names of that file (to keep
 configurations apart). Rows with the same name are merged (a seed present twice is an
