@@ -165,3 +165,16 @@ def test_config_validation():
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="unknown student"):
         Trainer(TrainConfig(students=["gcn", "transformer"], progress=False)).run()
+
+
+def test_row_normalisation_default_is_planetoid_only():
+    import dataclasses
+
+    from graphmutual.data import load_dataset
+    from graphmutual.train.cohort import task_defaults
+
+    cora = load_dataset("cora")
+    assert task_defaults(cora)["normalize_features"] is True
+    photo = dataclasses.replace(cora, name="amazon-photo")
+    assert task_defaults(photo)["normalize_features"] is False
+    assert task_defaults(cora)["normalize_features"] is True  # the shared dict is untouched
