@@ -17,8 +17,8 @@ GRAPH_DEFAULTS = dict(lr=0.001, epochs=100, hidden=64, num_layers=3, patience=50
 # 256, not OGB's 300: GAT students split the width over 8 heads
 OGB_MOL_DEFAULTS = dict(GRAPH_DEFAULTS, hidden=256, num_layers=5)
 #: Row-normalised features are the Planetoid convention (and raw Cora features made GIN
-#: unstable); on Amazon Photo they cost a lone GCN 11 points of *validation* accuracy
-#: (92.1 raw vs 83.7, seed-0 split), so other node datasets keep their raw features.
+#: unstable); on Amazon Photo they cost a lone GCN a large part of its *validation*
+#: accuracy (one-split check), so other node datasets keep their raw features.
 ROW_NORMALISED = ("cora", "citeseer", "pubmed")
 
 
