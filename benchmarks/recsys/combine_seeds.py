@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_recsys import ANCHORS, KEYS, RESULTS  # noqa: E402
+from run_recsys import ANCHORS, KEYS, RESULTS, write  # noqa: E402
 
 from graphmutual.recsys.metrics import format_table  # noqa: E402
 
@@ -83,13 +83,9 @@ def main() -> None:
     for name, runs in rows.items():
         md += (f"| {name} | {[r['seed'] for r in runs]} | {[r['best_epoch'] for r in runs]} | "
                f"{statistics.mean(r['seconds_per_epoch'] for r in runs):.2f} |\n")
-    out = Path(args.out_dir)
-    (out / f"recsys_{args.out}.md").write_text(md)
-    (out / f"recsys_{args.out}.json").write_text(json.dumps(
-        {"command": sys.argv, "inputs": args.inputs,
-         "table": table,
-         "results": {n: {"mean": table[n], "runs": r} for n, r in rows.items()}}, indent=1))
-    print(md)
+    write(args.out, md, {"command": sys.argv, "inputs": args.inputs, "table": table,
+                         "results": {n: {"mean": table[n], "runs": r}
+                                     for n, r in rows.items()}}, Path(args.out_dir))
 
 
 if __name__ == "__main__":

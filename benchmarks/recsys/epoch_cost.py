@@ -12,7 +12,6 @@ each call), as before the change. Same seed, data and batches in both modes. Wri
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from graphmutual.recsys.model import build_model
 from graphmutual.recsys.train import RecTrainConfig, fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_recsys import RESULTS, hardware, load_average  # noqa: E402
+from run_recsys import RESULTS, hardware, load_average, write  # noqa: E402
 
 CASES = [("lastfm-2k", "LightGCN", "lightgcn", None, []),
          ("lastfm-2k", "ours (id, tags)", "mutual", ["id", "tags"], ["tags"]),
@@ -61,11 +60,8 @@ def main() -> None:
     for r in rows:
         md += (f"| {r['dataset']} | {r['model']} | {'on' if r['shortcut'] else 'off'} | "
                f"{r['s_per_epoch']:.2f} |\n")
-    out = Path(args.out_dir)
-    (out / "recsys_epoch_cost.md").write_text(md)
-    (out / "recsys_epoch_cost.json").write_text(json.dumps(
-        {"command": sys.argv, "hardware": hardware(), "rows": rows}, indent=1))
-    print(md)
+    write("epoch_cost", md, {"command": sys.argv, "hardware": hardware(), "rows": rows},
+          Path(args.out_dir))
 
 
 if __name__ == "__main__":

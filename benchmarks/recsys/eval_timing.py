@@ -13,7 +13,6 @@ and ``.json`` with the command, the hardware (``lscpu``) and the load average.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ from graphmutual.recsys.model import build_model
 from graphmutual.recsys.train import RecTrainConfig, evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_recsys import RESULTS, hardware, load_average  # noqa: E402
+from run_recsys import RESULTS, hardware, load_average, write  # noqa: E402
 
 CASES = [  # dataset, row name, model kind, branches, modalities to load
     ("lastfm-2k", "LightGCN", "lightgcn", None, []),
@@ -87,12 +86,8 @@ def main() -> None:
         md += (f"| {r['dataset']} | {r['model']} | {r['users']} | {r['items']} | "
                f"{r['batch_size']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
                f"{r['max_s']:.3f} |\n")
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recsys_eval_timing.md").write_text(md)
-    (out / "recsys_eval_timing.json").write_text(json.dumps(
-        {"command": sys.argv, "hardware": hardware(), "rows": rows}, indent=1))
-    print(md)
+    write("eval_timing", md, {"command": sys.argv, "hardware": hardware(), "rows": rows},
+          Path(args.out_dir))
 
 
 if __name__ == "__main__":
