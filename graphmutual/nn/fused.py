@@ -152,7 +152,7 @@ class _Graph:
     loop: Tensor  # [E] float: 1 on the self-loop edges of the CSR
     gcn: Tensor  # [E] GCN symmetric normalisation (CSR order)
     gin: Tensor  # [E] GIN weights for eps = -1: 1 on edges, m_i on loops
-    x_cache: Dict[str, Tensor] = field(default_factory=dict)
+    x_cache: Dict[str, Optional[Tensor]] = field(default_factory=dict)
     x_key: Optional[Tuple[Tensor, int]] = None
 
     def matches(self, edge_index: Tensor, num_nodes: int) -> bool:
@@ -264,14 +264,19 @@ class FusedCohort:
             g = self._graph = _build_graph(edge_index, num_nodes, dtype)
         return g
 
+    @staticmethod
+    def _x_cache(g: _Graph, x: Tensor) -> Dict[str, Optional[Tensor]]:
+        """The per-input cache of ``g``, emptied when ``x`` is a new or modified tensor."""
+        if g.x_key is None or g.x_key[0] is not x or g.x_key[1] != x._version:
+            g.x_cache = {}
+            g.x_key = (x, x._version)
+        return g.x_cache
+
     def _input_aggregate(self, g: _Graph, x: Tensor, kind: str) -> Optional[Tensor]:
         r"""Cached :math:`\hat A X` (``"gcn"``) or raw :math:`A X` (``"sum"``) of the input."""
         if x.requires_grad:
             return None
-        if g.x_key is None or g.x_key[0] is not x or g.x_key[1] != x._version:
-            g.x_cache = {}
-            g.x_key = (x, x._version)
-        if kind not in g.x_cache:
+        if kind not in self._x_cache(g, x):
             with torch.no_grad():
                 w = g.gcn if kind == "gcn" else g.gin
                 g.x_cache[kind] = multi_spmm(g.csr, x.unsqueeze(1).contiguous(),
@@ -282,10 +287,7 @@ class FusedCohort:
         """Cached sparse CSR copy of a constant input ``x`` that is sparse enough, else None."""
         if x.requires_grad or x.layout != torch.strided or not x.is_floating_point():
             return None
-        if g.x_key is None or g.x_key[0] is not x or g.x_key[1] != x._version:
-            g.x_cache = {}
-            g.x_key = (x, x._version)
-        if "sparse" not in g.x_cache:
+        if "sparse" not in self._x_cache(g, x):
             nnz = int(torch.count_nonzero(x)) if x.numel() else 0
             dense = x.numel() == 0 or nnz > SPARSE_INPUT_MAX_DENSITY * x.numel()
             with warnings.catch_warnings():  # "sparse CSR support is in beta"

@@ -22,10 +22,10 @@ class TrainConfig:
     ``None`` for ``lr``, ``epochs``, ``hidden``, ``num_layers``, ``batch_size``,
     ``patience``, ``warmup`` and ``normalize_features`` means "the task's default" (see
     :data:`graphmutual.train.cohort.NODE_DEFAULTS` and ``GRAPH_DEFAULTS``): node tasks
-    lr 0.01, 200 epochs, hidden 64, 2 layers, patience 100, a 50-epoch mimicry warm-up and
-    row-normalised features (as in Kipf & Welling 2017); graph tasks lr 0.001, 100 epochs,
-    hidden 64 (256 and 5 layers for OGB molecules), 3 layers, batch 32, patience 50, a
-    10-epoch warm-up.
+    lr 0.01, 200 epochs, hidden 64, 2 layers, patience 100, a 50-epoch mimicry warm-up and,
+    on Planetoid datasets, row-normalised features (as in Kipf & Welling 2017); graph tasks
+    lr 0.001, 100 epochs, hidden 64 (256 and 5 layers for OGB molecules), 3 layers,
+    batch 32, patience 50, a 10-epoch warm-up.
     """
 
     dataset: str = "cora"
@@ -67,11 +67,10 @@ class TrainConfig:
         if not self.students:
             raise ConfigError("at least one student is needed")
         self.seeds = parse_seeds(self.seeds)
-        for name, kind in (("warmup", int), ("temperature", float), ("mimic_weight", float),
-                           ("weight_decay", float), ("t_min", float), ("t_max", float),
-                           ("lr", float), ("entropy", float), ("dropout", float)):
+        for name in ("warmup", "temperature", "mimic_weight", "weight_decay", "t_min", "t_max",
+                     "lr", "entropy", "dropout"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, kind))):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise ConfigError(f"{name} must be a number (got {v!r})")
         if self.warmup is not None and self.warmup < 0:
             raise ConfigError(f"warmup must be >= 0 (got {self.warmup})")
