@@ -169,6 +169,21 @@ def test_imdb_binary_gets_degree_features(tmp_dataset_copy):
     assert "one-hot degree" in ds.notes
 
 
+def test_enzymes_uses_standardised_node_attributes(tmp_dataset_copy):
+    """ENZYMES: 18 continuous attributes (standardised) + 3 one-hot node labels."""
+    root = tmp_dataset_copy("TUDataset/ENZYMES")
+    ds = load_dataset("enzymes", root)
+    assert (ds.num_graphs, ds.num_features, ds.num_classes) == (600, 21, 6)
+    x = ds.data._data.x
+    attributes, labels = x[:, :18], x[:, 18:]
+    assert torch.allclose(attributes.mean(0), torch.zeros(18), atol=1e-4)
+    assert torch.allclose(attributes.std(0, unbiased=False), torch.ones(18), atol=1e-3)
+    assert bool((labels.sum(dim=1) == 1).all())  # the node labels stay one-hot, unscaled
+    assert "18 standardised continuous node attributes" in ds.notes
+    # a graph sliced out of the dataset sees the same standardised values
+    assert torch.equal(ds.data[0].x, x[: ds.data[0].num_nodes])
+
+
 # --------------------------------------------------------------------------------------------
 # OGB molecules
 # --------------------------------------------------------------------------------------------

@@ -178,3 +178,29 @@ def test_row_normalisation_default_is_planetoid_only():
     photo = dataclasses.replace(cora, name="amazon-photo")
     assert task_defaults(photo)["normalize_features"] is False
     assert task_defaults(cora)["normalize_features"] is True  # the shared dict is untouched
+
+
+def test_gin_gets_batch_norm_only_on_raw_feature_node_datasets():
+    import dataclasses
+
+    from torch_geometric.nn.norm import BatchNorm
+
+    from graphmutual.data import load_dataset
+    from graphmutual.train import TrainConfig, build_cohort
+
+    cora = load_dataset("cora")
+    photo_like = dataclasses.replace(cora, name="amazon-photo")
+
+    def gin_norms(ds, **overrides):
+        config = TrainConfig(students=["gcn", "gin"], method="independent", **overrides)
+        gcn, gin = build_cohort(ds, config).students
+        assert not any(isinstance(n, BatchNorm) for n in gcn.norms)  # only GIN is changed
+        return [isinstance(n, BatchNorm) for n in gin.norms[:-1]]
+
+    assert gin_norms(cora) == [False]
+    assert gin_norms(photo_like) == [True]
+    # the config overrides the task default both ways
+    assert gin_norms(photo_like, gin_norm="none") == [False]
+    assert gin_norms(cora, gin_norm="batch_norm") == [True]
+    with pytest.raises(ConfigError, match="gin_norm must be one of"):
+        TrainConfig(gin_norm="batchnorm")

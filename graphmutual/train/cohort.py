@@ -1,7 +1,7 @@
 """Build a cohort of students for a loaded dataset (node or graph task)."""
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from torch import nn
 
@@ -10,22 +10,28 @@ from graphmutual.mutual import MutualEnsemble
 from graphmutual.nn import GraphStudent, build_student
 
 #: Task defaults used when a :class:`~graphmutual.train.TrainConfig` field is ``None``.
+#: ``gin_norm`` is the normalisation between a GIN student's layers (PyG's ``norm``).
 NODE_DEFAULTS = dict(lr=0.01, epochs=200, hidden=64, num_layers=2, patience=100,
-                     batch_size=None, warmup=50, normalize_features=True)
+                     batch_size=None, warmup=50, normalize_features=True, gin_norm=None)
 GRAPH_DEFAULTS = dict(lr=0.001, epochs=100, hidden=64, num_layers=3, patience=50,
-                      batch_size=32, warmup=10, normalize_features=False)
+                      batch_size=32, warmup=10, normalize_features=False, gin_norm=None)
 # 256, not OGB's 300: GAT students split the width over 8 heads
 OGB_MOL_DEFAULTS = dict(GRAPH_DEFAULTS, hidden=256, num_layers=5)
 #: Row-normalised features are the Planetoid convention (and raw Cora features made GIN
 #: unstable); on Amazon Photo they cost a lone GCN a large part of its *validation*
 #: accuracy (one-split check), so other node datasets keep their raw features.
 ROW_NORMALISED = ("cora", "citeseer", "pubmed")
+#: Raw (unnormalised) node features: GIN's sum over neighbours (up to 1,434 on Amazon Photo)
+#: diverges without normalisation, batch norm restores it, and on row-normalised Cora and
+#: CiteSeer batch norm *hurts* GIN — so only raw-feature node datasets get it (validation
+#: table: benchmarks/results/bench/check-gin-norm.md).
+RAW_NODE_DEFAULTS = dict(NODE_DEFAULTS, normalize_features=False, gin_norm="batch_norm")
 
 
 def task_defaults(dataset: GraphDataset) -> dict:
     if dataset.task == "node":
         if dataset.name.lower() not in ROW_NORMALISED:
-            return dict(NODE_DEFAULTS, normalize_features=False)
+            return RAW_NODE_DEFAULTS
         return NODE_DEFAULTS
     return OGB_MOL_DEFAULTS if dataset.atom_features else GRAPH_DEFAULTS
 
@@ -46,16 +52,21 @@ def build_students(
     hidden: int,
     num_layers: int,
     dropout: Optional[float] = None,
+    student_kwargs: Optional[Dict[str, Dict[str, Any]]] = None,
 ) -> List[nn.Module]:
     """Instantiate the named students for ``dataset``'s task.
 
     Node tasks get PyG models mapping features to class logits. Graph tasks get a
     :class:`~graphmutual.nn.GraphStudent` (node model → mean pooling → MLP head); OGB
-    molecules are first embedded by OGB's ``AtomEncoder``.
+    molecules are first embedded by OGB's ``AtomEncoder``.  ``student_kwargs`` maps a student
+    name to extra keyword arguments of :func:`~graphmutual.nn.build_student` (e.g.
+    ``{"gin": {"norm": "batch_norm"}}``).
     """
-    extra = {} if dropout is None else {"dropout": dropout}
     students: List[nn.Module] = []
     for name in names:
+        extra = dict((student_kwargs or {}).get(name.lower(), {}))
+        if dropout is not None:
+            extra["dropout"] = dropout
         if dataset.task == "node":
             students.append(build_student(name, dataset.num_features, dataset.num_classes,
                                           hidden, num_layers, **extra))
@@ -76,9 +87,11 @@ def build_students(
 def build_cohort(dataset: GraphDataset, config) -> MutualEnsemble:
     """A :class:`~graphmutual.MutualEnsemble` for ``dataset`` as ``config`` describes it."""
     d = task_defaults(dataset)
+    gin_norm = d["gin_norm"] if config.gin_norm is None else config.gin_norm
     students = build_students(
         dataset, config.students, config.hidden or d["hidden"],
         config.num_layers or d["num_layers"], config.dropout,
+        student_kwargs={"gin": {"norm": gin_norm}} if gin_norm not in (None, "none") else None,
     )
     method = config.method
     if len(students) == 1 and method != "independent":

@@ -15,6 +15,10 @@ class ConfigError(ValueError):
     """A configuration value or file is invalid."""
 
 
+#: Accepted ``TrainConfig.gin_norm`` values (PyG ``BasicGNN`` norm names, or no norm).
+GIN_NORMS = ("none", "batch_norm", "layer_norm", "graph_norm", "instance_norm")
+
+
 @dataclass
 class TrainConfig:
     """Everything a :class:`~graphmutual.train.Trainer` run needs.
@@ -25,7 +29,9 @@ class TrainConfig:
     lr 0.01, 200 epochs, hidden 64, 2 layers, patience 100, a 50-epoch mimicry warm-up and,
     on Planetoid datasets, row-normalised features (as in Kipf & Welling 2017); graph tasks
     lr 0.001, 100 epochs, hidden 64 (256 and 5 layers for OGB molecules), 3 layers,
-    batch 32, patience 50, a 10-epoch warm-up.
+    batch 32, patience 50, a 10-epoch warm-up.  ``gin_norm`` (``None``: the task's default,
+    batch norm on raw-feature node datasets and none elsewhere) is the normalisation between
+    a GIN student's layers: ``"none"`` or a PyG norm name such as ``"batch_norm"``.
     """
 
     dataset: str = "cora"
@@ -50,6 +56,7 @@ class TrainConfig:
     hidden: Optional[int] = None
     num_layers: Optional[int] = None
     dropout: Optional[float] = None
+    gin_norm: Optional[str] = None
     batch_size: Optional[int] = None
     patience: Optional[int] = None
     seeds: List[int] = field(default_factory=lambda: [0])
@@ -86,6 +93,8 @@ class TrainConfig:
             raise ConfigError("weight_decay and mimic_weight must be >= 0")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must lie in [0, 1) (got {self.dropout})")
+        if self.gin_norm is not None and self.gin_norm not in GIN_NORMS:
+            raise ConfigError(f"gin_norm must be one of {GIN_NORMS} (got {self.gin_norm!r})")
         if self.checkpoint_every <= 0:
             raise ConfigError("checkpoint_every must be a positive integer")
         if not 0 < self.t_min <= self.t_max:
