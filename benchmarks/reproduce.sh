@@ -16,22 +16,26 @@ $BENCH --root "$DATA" --datasets cora,citeseer --methods gml --seeds 5 \
 
 # (1) node classification: Cora, CiteSeer — independent / DML / GML, gcn+gat+gin, 10 seeds
 $BENCH --root "$DATA" --datasets cora,citeseer --methods main --seeds 10 --name node --jobs 2
-#     Amazon Photo (5 seeds) and Coauthor CS (3 seeds) = random 20/30-per-class splits;
-#     the checked-in tables ran with row-normalised features (the default before commit
-#     "train: row-normalise node features for Planetoid only"); rerunning now uses raw ones
+#     GIN's normalisation on raw-feature node datasets, chosen on the validation table
+$BENCH --root "$DATA" --datasets cora,citeseer,amazon-photo --students gin \
+    --methods independent --seeds 3 --sweep gin_norm=none,batch_norm --name check-gin-norm
+#     Amazon Photo (5 seeds) and Coauthor CS (3 seeds) = random 20/30-per-class splits,
+#     raw features, GIN with batch norm (the task defaults since session 3)
 $BENCH --root "$DATA" --datasets amazon-photo --methods main --seeds 5 --name node-photo
 $BENCH --root "$DATA" --datasets coauthor-cs --methods main --seeds 3 --name node-cs
 #     Cora with an MLP student in the cohort
 $BENCH --root "$DATA" --datasets cora --students gcn,gat,gin,mlp --methods main --seeds 5 \
     --name node-mlp
 
-# (2) graph classification: MUTAG (10 folds), ENZYMES (folds 0-4 of 10), task defaults;
+# (2) graph classification: MUTAG, ENZYMES (10 folds), PROTEINS (folds 0-4 of 10), task
+#     defaults (TU node labels + standardised node attributes since session 3);
 #     ogbg-molbace: independent only, seed 0, 20 epochs, hidden 256 (session 1)
 $BENCH --root "$DATA" --datasets mutag --methods main --seeds 10 --name graph-mutag
-$BENCH --root "$DATA" --datasets enzymes --methods main --seeds 5 --name graph-enzymes
+$BENCH --root "$DATA" --datasets enzymes --methods main --seeds 10 --name graph-enzymes
+$BENCH --root "$DATA" --datasets proteins --methods main --seeds 5 --name graph-proteins
 $BENCH --root "$DATA" --datasets ogbg-molbace --methods independent --seeds 0 --epochs 20 \
     --hidden 256 --name graph-molbace --seeds-per-job 1
-# started but not finished: PROTEINS folds 0-4, ogbg-molbace DML/GML
+# not run: ogbg-molbace DML/GML, ogbg-molbbbp, ogbg-molhiv
 
 # (3) ablations on Cora: GML without ALW, without entropy enhancement, each divergence
 $BENCH --root "$DATA" --datasets cora --methods ablations --seeds 3 --name ablation-cora \

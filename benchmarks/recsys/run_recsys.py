@@ -5,6 +5,7 @@ Usage (from the repository root, one thread: ``OMP_NUM_THREADS=1``)::
     python benchmarks/recsys/run_recsys.py multimodal --epochs 400 --patience 15
     python benchmarks/recsys/run_recsys.py hetrec --only lightgcn,ours --seeds 0,1,2,3,4
     python benchmarks/recsys/run_recsys.py missing --epochs 100 --patience 1000  # fixed budget
+    python benchmarks/recsys/run_recsys.py missing --modality text --tag text ...  # hide text
     python benchmarks/recsys/run_recsys.py multimodal --only ours --set mutual=0.5 --tag m05
 
 Every model trains to convergence: at most ``--epochs`` epochs with early stopping on
@@ -199,6 +200,8 @@ def main() -> None:
     p.add_argument("--out-dir", default=str(RESULTS))
     p.add_argument("--fractions", default="0,0.25,0.5,0.75",
                    help="missing suite: shares of items that lose the modality")
+    p.add_argument("--modality", default="whisper", choices=("whisper", "text"),
+                   help="missing suite: the modality hidden (default whisper, the audio)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -250,15 +253,16 @@ def main() -> None:
               out_dir)
     else:
         data = load_dataset("lfm2k-multimodal", args.root, modalities=["whisper", "text"])
-        res = missing_modality_experiment(data, "whisper", branches=["whisper", "text"],
+        res = missing_modality_experiment(data, args.modality, branches=["whisper", "text"],
                                           cfg=base, seed=seeds[0],
                                           dim=int(model_kw.get("dim", 64)),
                                           num_layers=int(model_kw.get("layers", 3)),
                                           fractions=[float(f) for f in
                                                      args.fractions.split(",")])
-        md = header("Missing modality: lfm2k-multimodal, whisper hidden for a share of items",
-                    args, base, model_kw, "Both models use the friend graph. The audio "
-                    f"(whisper) modality is removed for {args.fractions} of the items (train "
+        what = {"whisper": "audio (whisper)", "text": "text (tag embedding)"}[args.modality]
+        md = header(f"Missing modality: lfm2k-multimodal, {args.modality} hidden for a share "
+                    "of items", args, base, model_kw, "Both models use the friend graph. The "
+                    f"{what} modality is removed for {args.fractions} of the items (train "
                     "and test). ", load_start)
         md += ("| model | hidden | NDCG@10 | Recall@10 | Recall@20 | NDCG@10 relative to 0 % "
                "| best epoch |\n|---|---|---|---|---|---|---|\n")
