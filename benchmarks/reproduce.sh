@@ -27,12 +27,12 @@ $BENCH --root "$DATA" --datasets coauthor-cs --methods main --seeds 3 --name nod
 $BENCH --root "$DATA" --datasets cora --students gcn,gat,gin,mlp --methods main --seeds 5 \
     --name node-mlp
 
-# (2) graph classification: MUTAG, ENZYMES (10 folds), PROTEINS (folds 0-4 of 10), task
+# (2) graph classification: MUTAG, ENZYMES (10 folds), PROTEINS (folds 0-2 of 10), task
 #     defaults (TU node labels + standardised node attributes since session 3);
 #     ogbg-molbace: independent only, seed 0, 20 epochs, hidden 256 (session 1)
 $BENCH --root "$DATA" --datasets mutag --methods main --seeds 10 --name graph-mutag
 $BENCH --root "$DATA" --datasets enzymes --methods main --seeds 10 --name graph-enzymes
-$BENCH --root "$DATA" --datasets proteins --methods main --seeds 5 --name graph-proteins
+$BENCH --root "$DATA" --datasets proteins --methods main --seeds 3 --name graph-proteins
 $BENCH --root "$DATA" --datasets ogbg-molbace --methods independent --seeds 0 --epochs 20 \
     --hidden 256 --name graph-molbace --seeds-per-job 1
 # not run: ogbg-molbace DML/GML, ogbg-molbbbp, ogbg-molhiv
