@@ -12,9 +12,9 @@ from graphmutual.nn import GraphStudent, build_student
 #: Task defaults used when a :class:`~graphmutual.train.TrainConfig` field is ``None``.
 #: ``gin_norm`` is the normalisation between a GIN student's layers (PyG's ``norm``).
 NODE_DEFAULTS = dict(lr=0.01, epochs=200, hidden=64, num_layers=2, patience=100,
-                     batch_size=None, warmup=50, normalize_features=True, gin_norm=None)
+                     batch_size=None, warmup=50, normalize_features=True, gin_norm="none")
 GRAPH_DEFAULTS = dict(lr=0.001, epochs=100, hidden=64, num_layers=3, patience=50,
-                      batch_size=32, warmup=10, normalize_features=False, gin_norm=None)
+                      batch_size=32, warmup=10, normalize_features=False, gin_norm="none")
 # 256, not OGB's 300: GAT students split the width over 8 heads
 OGB_MOL_DEFAULTS = dict(GRAPH_DEFAULTS, hidden=256, num_layers=5)
 #: Row-normalised features are the Planetoid convention (and raw Cora features made GIN
@@ -91,7 +91,7 @@ def build_cohort(dataset: GraphDataset, config) -> MutualEnsemble:
     students = build_students(
         dataset, config.students, config.hidden or d["hidden"],
         config.num_layers or d["num_layers"], config.dropout,
-        student_kwargs={"gin": {"norm": gin_norm}} if gin_norm not in (None, "none") else None,
+        student_kwargs={"gin": {"norm": gin_norm}} if gin_norm != "none" else None,
     )
     method = config.method
     if len(students) == 1 and method != "independent":

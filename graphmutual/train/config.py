@@ -15,8 +15,10 @@ class ConfigError(ValueError):
     """A configuration value or file is invalid."""
 
 
-#: Accepted ``TrainConfig.gin_norm`` values (PyG ``BasicGNN`` norm names, or no norm).
-GIN_NORMS = ("none", "batch_norm", "layer_norm", "graph_norm", "instance_norm")
+#: Accepted ``TrainConfig.gin_norm`` values.  Only norms that need no per-graph ``batch``
+#: vector: graph students call their node model without one, so PyG's graph-wise norms
+#: (``layer_norm``'s default mode, ``graph_norm``, ``instance_norm``) would mix graphs.
+GIN_NORMS = ("none", "batch_norm")
 
 
 @dataclass
@@ -31,7 +33,7 @@ class TrainConfig:
     lr 0.001, 100 epochs, hidden 64 (256 and 5 layers for OGB molecules), 3 layers,
     batch 32, patience 50, a 10-epoch warm-up.  ``gin_norm`` (``None``: the task's default,
     batch norm on raw-feature node datasets and none elsewhere) is the normalisation between
-    a GIN student's layers: ``"none"`` or a PyG norm name such as ``"batch_norm"``.
+    a GIN student's layers: ``"none"`` or ``"batch_norm"``.
     """
 
     dataset: str = "cora"
