@@ -14,6 +14,7 @@ from graphmutual.bench.aggregate import (
     comparisons,
     format_markdown,
     mean_std,
+    merge_aggregates,
 )
 from graphmutual.bench.cache import RunCache, config_hash
 from graphmutual.bench.presets import (
@@ -157,6 +158,59 @@ def test_aggregation_on_synthetic_results(tmp_path):
     paths = make_plots(agg, runs, tmp_path, "t", ["independent", "gml"])
     assert {p.name for p in paths} == {"t_cora_methods.png", "t_cora_gml_alw.png"}
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_merge_aggregates_pools_seeds_exactly(tmp_path):
+    runs = [fake_run("proteins", "gml", s, [0.70 + 0.01 * s, 0.60 + 0.02 * (s % 2)], alw=True)
+            for s in range(5)]
+    whole = aggregate(runs)
+    # seeds 3-4 in one report, 0-2 in another (given out of order): same numbers as one pass
+    merged = merge_aggregates(aggregate(runs[3:]), aggregate(runs[:3]))
+    a = whole["datasets"]["proteins"]["variants"]["gml"]
+    b = merged["datasets"]["proteins"]["variants"]["gml"]
+    assert b["seeds"] == [0, 1, 2, 3, 4]
+    for m in a["members"]:
+        for part in ("test", "val"):
+            assert b["members"][m][part]["values"] == a["members"][m][part]["values"]
+            assert b["members"][m][part]["mean"] == pytest.approx(a["members"][m][part]["mean"])
+            assert b["members"][m][part]["std"] == pytest.approx(a["members"][m][part]["std"])
+    assert b["members"][BEST]["chosen"] == a["members"][BEST]["chosen"]
+    with pytest.raises(ValueError, match="seed"):
+        merge_aggregates(aggregate(runs[:3]), aggregate(runs[2:]))
+    other = [dict(r, config={"dataset": "proteins", "lr": 0.01}) for r in runs[3:]]
+    with pytest.raises(ValueError, match="config"):
+        merge_aggregates(aggregate(runs[:3]), aggregate(other))
+
+
+def test_merge_reports_script(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "merge_reports.py"
+    spec = importlib.util.spec_from_file_location("merge_reports", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    runs = [fake_run("mutag", v, s, [0.7, 0.8]) for v in ("independent", "gml")
+            for s in range(4)]
+    for name, part in (("a", runs[:2] + runs[4:6]), ("b", runs[2:4] + runs[6:])):
+        report = {"command": f"graphmutual bench --name {name}", "methods": ["independent",
+                  "gml"], "seeds": sorted({r["seed"] for r in part}),
+                  "environment": {"date (UTC)": "today"}, "results": aggregate(part)}
+        (tmp_path / f"{name}.json").write_text(json.dumps(report))
+    assert script.main([str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                        "--name", "ab"]) == 0
+    md = (tmp_path / "ab.md").read_text()
+    assert "| independent | 4 |" in md and "`a.json`: seeds 0, 1" in md
+    assert json.loads((tmp_path / "ab.json").read_text())["seeds"] == [0, 1, 2, 3]
+    # the same seeds twice: a clear error, nothing written
+    assert script.main([str(tmp_path / "a.json"), str(tmp_path / "a.json"),
+                        "--name", "aa"]) == 2
+    assert not (tmp_path / "aa.md").exists()
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "a.json"), str(tmp_path / "bad.json"), "--name", "x"])
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "a.json"), str(tmp_path / "missing.json"), "--name", "x"])
 
 
 # ------------------------------------------------------------------- running and resuming

@@ -74,6 +74,67 @@ def aggregate(runs: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
+def merge_aggregates(*aggs: Dict[str, Any]) -> Dict[str, Any]:
+    """Pool the per-seed results of several :func:`aggregate` outputs into one.
+
+    For reports whose cached runs are gone (e.g. folds 1–3 of a CV in one report, folds
+    4–10 in another): each (dataset, variant) gets the union of the seeds, with mean/std
+    recomputed from the per-seed values. The same (dataset, variant) must not repeat a
+    seed, and must have the same configuration, students, members and metric in every
+    report — otherwise a :class:`ValueError` says which.
+    """
+    out: Dict[str, Any] = {"datasets": {}}
+    pooled: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+    for agg in aggs:
+        for ds, entry in agg["datasets"].items():
+            target = out["datasets"].setdefault(
+                ds, {"metric": entry["metric"], "task": entry["task"], "variants": {}})
+            if target["metric"] != entry["metric"]:
+                raise ValueError(f"{ds}: metric {entry['metric']!r} vs {target['metric']!r}")
+            for variant, summary in entry["variants"].items():
+                pooled.setdefault((ds, variant), []).append(summary)
+    for (ds, variant), parts in pooled.items():
+        first = parts[0]
+        seen: List[int] = []
+        for p in parts:
+            for key in ("config", "students", "params"):
+                if p[key] != first[key]:
+                    raise ValueError(f"{ds}/{variant}: reports differ in {key}; "
+                                     f"{p[key]!r} vs {first[key]!r}")
+            if set(p["members"]) != set(first["members"]):
+                raise ValueError(f"{ds}/{variant}: reports have different members")
+            dup = sorted(set(seen) & set(p["seeds"]))
+            if dup:
+                raise ValueError(f"{ds}/{variant}: seed(s) {dup} appear in more than one "
+                                 "report")
+            seen += p["seeds"]
+        order = np.argsort(seen, kind="stable")
+
+        def pool(lists: List[List[Any]], order=order) -> List[Any]:
+            flat = [x for values in lists for x in values]
+            return [flat[i] for i in order]
+
+        members: Dict[str, Dict[str, Any]] = {}
+        for m in first["members"]:
+            members[m] = {part: _stat(pool([p["members"][m][part]["values"] for p in parts]))
+                          for part in ("test", "val")}
+        members[BEST]["chosen"] = pool([p["members"][BEST]["chosen"] for p in parts])
+        out["datasets"][ds]["variants"][variant] = {
+            "config": first["config"],
+            "students": first["students"],
+            "seeds": sorted(seen),
+            "epochs_max": first["epochs_max"],
+            "epochs_run": pool([p["epochs_run"] for p in parts]),
+            "seconds_per_epoch": _stat(pool([p["seconds_per_epoch"]["values"] for p in parts])),
+            "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+            "rss_baseline_mb": max(p.get("rss_baseline_mb", float("nan")) for p in parts),
+            "params": first["params"],
+            "code_fingerprints": sorted({f for p in parts for f in p["code_fingerprints"]}),
+            "members": members,
+        }
+    return out
+
+
 # ------------------------------------------------------------------------------ markdown
 def fmt(stat: Dict[str, Any], scale: float = 100.0) -> str:
     """``81.23 ± 0.45`` (or ``81.23`` for one seed, ``n/a`` for none)."""
