@@ -204,3 +204,20 @@ def test_gin_gets_batch_norm_only_on_raw_feature_node_datasets():
     assert gin_norms(cora, gin_norm="batch_norm") == [True]
     with pytest.raises(ConfigError, match="gin_norm must be one of"):
         TrainConfig(gin_norm="batchnorm")
+
+
+def test_graph_readout_is_configurable(tmp_dataset_copy):
+    from torch_geometric.nn import global_add_pool, global_mean_pool
+
+    from graphmutual.data import load_dataset
+    from graphmutual.train import build_cohort
+
+    mutag = load_dataset("mutag", root=str(tmp_dataset_copy("TUDataset/MUTAG")))
+    pools = [s.pool for s in build_cohort(mutag, TrainConfig(students=["gin", "gcn"])).students]
+    assert pools == [global_mean_pool, global_mean_pool]  # the default readout
+    cohort = build_cohort(mutag, TrainConfig(students=["gin", "gcn"], pool="add"))
+    assert [s.pool for s in cohort.students] == [global_add_pool, global_add_pool]
+    with pytest.raises(ConfigError, match="pool must be one of"):
+        TrainConfig(pool="attention")
+    with pytest.raises(ValueError, match="graph tasks only"):
+        build_cohort(load_dataset("cora"), TrainConfig(pool="add"))

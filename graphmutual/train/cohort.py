@@ -53,11 +53,13 @@ def build_students(
     num_layers: int,
     dropout: Optional[float] = None,
     student_kwargs: Optional[Dict[str, Dict[str, Any]]] = None,
+    pool: str = "mean",
 ) -> List[nn.Module]:
     """Instantiate the named students for ``dataset``'s task.
 
     Node tasks get PyG models mapping features to class logits. Graph tasks get a
-    :class:`~graphmutual.nn.GraphStudent` (node model → mean pooling → MLP head); OGB
+    :class:`~graphmutual.nn.GraphStudent` (node model → ``pool`` readout, mean by
+    default → MLP head); OGB
     molecules are first embedded by OGB's ``AtomEncoder``.  ``student_kwargs`` maps a student
     name to extra keyword arguments of :func:`~graphmutual.nn.build_student` (e.g.
     ``{"gin": {"norm": "batch_norm"}}``).
@@ -79,7 +81,7 @@ def build_students(
             encoder, in_channels = AtomEncoder(hidden), hidden
         node_model = build_student(name, in_channels, hidden, hidden, num_layers, **extra)
         students.append(GraphStudent(node_model, hidden, dataset.num_classes,
-                                     encoder=encoder, name=name,
+                                     pool=pool, encoder=encoder, name=name,
                                      dropout=extra.get("dropout", 0.5)))
     return students
 
@@ -88,10 +90,14 @@ def build_cohort(dataset: GraphDataset, config) -> MutualEnsemble:
     """A :class:`~graphmutual.MutualEnsemble` for ``dataset`` as ``config`` describes it."""
     d = task_defaults(dataset)
     gin_norm = d["gin_norm"] if config.gin_norm is None else config.gin_norm
+    if config.pool is not None and dataset.task != "graph":
+        raise ValueError(f"pool={config.pool!r} applies to graph tasks only; "
+                         f"'{dataset.name}' is a {dataset.task} task")
     students = build_students(
         dataset, config.students, config.hidden or d["hidden"],
         config.num_layers or d["num_layers"], config.dropout,
         student_kwargs={"gin": {"norm": gin_norm}} if gin_norm != "none" else None,
+        pool=config.pool or "mean",
     )
     method = config.method
     if len(students) == 1 and method != "independent":

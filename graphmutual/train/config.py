@@ -19,6 +19,8 @@ class ConfigError(ValueError):
 #: vector: graph students call their node model without one, so PyG's graph-wise norms
 #: (``layer_norm``'s default mode, ``graph_norm``, ``instance_norm``) would mix graphs.
 GIN_NORMS = ("none", "batch_norm")
+#: Graph readouts (:data:`graphmutual.nn.graph.POOLS`).
+GRAPH_POOLS = ("mean", "add", "sum", "max")
 
 
 @dataclass
@@ -33,7 +35,9 @@ class TrainConfig:
     lr 0.001, 100 epochs, hidden 64 (256 and 5 layers for OGB molecules), 3 layers,
     batch 32, patience 50, a 10-epoch warm-up.  ``gin_norm`` (``None``: the task's default,
     batch norm on raw-feature node datasets and none elsewhere) is the normalisation between
-    a GIN student's layers: ``"none"`` or ``"batch_norm"``.
+    a GIN student's layers: ``"none"`` or ``"batch_norm"``.  ``pool`` (graph tasks only;
+    ``None``: ``"mean"``) is the readout of every graph student: ``"mean"``, ``"add"``
+    (= ``"sum"``, Xu et al.'s choice for GIN) or ``"max"``.
     """
 
     dataset: str = "cora"
@@ -59,6 +63,7 @@ class TrainConfig:
     num_layers: Optional[int] = None
     dropout: Optional[float] = None
     gin_norm: Optional[str] = None
+    pool: Optional[str] = None
     batch_size: Optional[int] = None
     patience: Optional[int] = None
     seeds: List[int] = field(default_factory=lambda: [0])
@@ -97,6 +102,8 @@ class TrainConfig:
             raise ConfigError(f"dropout must lie in [0, 1) (got {self.dropout})")
         if self.gin_norm is not None and self.gin_norm not in GIN_NORMS:
             raise ConfigError(f"gin_norm must be one of {GIN_NORMS} (got {self.gin_norm!r})")
+        if self.pool is not None and self.pool not in GRAPH_POOLS:
+            raise ConfigError(f"pool must be one of {GRAPH_POOLS} (got {self.pool!r})")
         if self.checkpoint_every <= 0:
             raise ConfigError("checkpoint_every must be a positive integer")
         if not 0 < self.t_min <= self.t_max:
