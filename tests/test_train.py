@@ -157,8 +157,12 @@ def test_config_validation():
     assert parse_seeds(3) == [0, 1, 2]
     assert parse_seeds("10") == list(range(10))
     assert parse_seeds("4,2") == [4, 2]
+    assert parse_seeds("0,") == [0]
     with pytest.raises(ConfigError):
         parse_seeds("a,b")
+    # "--seeds 0" is a count of zero: the error says how to run seed 0 alone
+    with pytest.raises(ConfigError, match="give the list '0,'"):
+        parse_seeds("0")
     with pytest.raises(ConfigError, match="unknown configuration key"):
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ConfigError, match="epochs"):

@@ -141,11 +141,12 @@ def parse_seeds(value: Union[int, str, List[int]]) -> List[int]:
         text = value.strip()
         if "," not in text:
             try:
-                return parse_seeds(int(text))
+                count = int(text)
             except ValueError:
                 raise ConfigError(
                     f"invalid seeds '{value}': give a count (10) or a list (0,3,7)"
                 ) from None
+            return parse_seeds(count)
         try:
             value = [int(s) for s in text.split(",") if s.strip()]
         except ValueError:
