@@ -160,6 +160,18 @@ def test_aggregation_on_synthetic_results(tmp_path):
     assert all(p.stat().st_size > 0 for p in paths)
 
 
+def test_comparisons_pair_variants_with_the_same_settings():
+    runs = [fake_run("mutag", v, s, acc) for s in range(2) for v, acc in
+            (("independent@lr=0.01", [0.70, 0.70]), ("gml@lr=0.01", [0.80, 0.60]),
+             ("independent", [0.90, 0.90]), ("gml", [0.95, 0.95]))]
+    rows = comparisons(aggregate(runs))
+    by = {(r["settings"], r["member"]): r for r in rows if r["baseline"] == "independent"}
+    assert by[("@lr=0.01", "gcn")]["delta"] == pytest.approx(0.10)  # not against plain 0.90
+    assert not by[("@lr=0.01", "gat")]["win"] and by[("", "gat")]["win"]
+    md = format_markdown(aggregate(runs))
+    assert "| mutag (lr=0.01) | gcn | +10.00 (2/2) |" in md
+
+
 def test_merge_aggregates_pools_seeds_exactly(tmp_path):
     runs = [fake_run("proteins", "gml", s, [0.70 + 0.01 * s, 0.60 + 0.02 * (s % 2)], alw=True)
             for s in range(5)]

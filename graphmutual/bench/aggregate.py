@@ -214,25 +214,31 @@ def comparisons(agg: Dict[str, Any], ours: str = "gml",
     """Per dataset and member: ``ours`` minus each baseline in mean test metric.
 
     Paired: only the seeds (splits, folds) that both variants finished are compared, so an
-    interrupted suite never compares means over different seeds.
+    interrupted suite never compares means over different seeds. Variants run with the same
+    extra settings are compared with each other (``gml@lr=0.01`` with ``dml@lr=0.01``); the
+    rows' ``settings`` holds that suffix (``""`` for the plain variants).
     """
     rows = []
     for ds, entry in agg["datasets"].items():
         variants = entry["variants"]
-        if ours not in variants:
-            continue
-        for member in variants[ours]["members"]:
-            for base in baselines:
-                if member not in variants.get(base, {}).get("members", {}):
-                    continue
-                x, y = _paired(variants[ours], variants[base], member)
-                if not x:
-                    continue
-                delta = float(np.mean(x) - np.mean(y))
-                rows.append({"dataset": ds, "member": member, "baseline": base,
-                             "ours": float(np.mean(x)), "theirs": float(np.mean(y)),
-                             "delta": delta, "n": len(x), "win": delta > 0,
-                             "seed_wins": int(sum(a > b for a, b in zip(x, y)))})
+        for variant in variants:
+            if variant != ours and not variant.startswith(ours + "@"):
+                continue
+            settings = variant[len(ours):]
+            for member in variants[variant]["members"]:
+                for base in baselines:
+                    theirs = variants.get(base + settings, {})
+                    if member not in theirs.get("members", {}):
+                        continue
+                    x, y = _paired(variants[variant], theirs, member)
+                    if not x:
+                        continue
+                    delta = float(np.mean(x) - np.mean(y))
+                    rows.append({"dataset": ds, "settings": settings, "member": member,
+                                 "baseline": base, "ours": float(np.mean(x)),
+                                 "theirs": float(np.mean(y)), "delta": delta, "n": len(x),
+                                 "win": delta > 0,
+                                 "seed_wins": int(sum(a > b for a, b in zip(x, y)))})
     return rows
 
 
@@ -243,7 +249,8 @@ def comparison_table(agg: Dict[str, Any]) -> str:
         return ""
     by: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {}
     for r in rows:
-        by.setdefault((r["dataset"], r["member"]), {})[r["baseline"]] = r
+        label = r["dataset"] + (f" ({r['settings'][1:]})" if r["settings"] else "")
+        by.setdefault((label, r["member"]), {})[r["baseline"]] = r
 
     def cell(r: Optional[Dict[str, Any]]) -> str:
         if r is None:
