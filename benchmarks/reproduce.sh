@@ -44,6 +44,14 @@ $BENCH --root "$DATA" --datasets mutag --methods independent --seeds 10 \
 #     ogbg-molbace, ogbg-molbbbp: 5 seeds, a TU-sized cohort (hidden 64, 3 layers), 50 epochs
 $BENCH --root "$DATA" --datasets ogbg-molbace,ogbg-molbbbp --methods main --seeds 5 \
     --epochs 50 --hidden 64 --set num_layers=3 --name graph-mol
+#     GML on molbace with t_min 1.0 / a 30-epoch warm-up, next to graph-mol (validation check)
+$BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 5 --epochs 50 --hidden 64 \
+    --set num_layers=3 --sweep t_min=1.0 --name check-graph-tmin
+$BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 5 --epochs 50 --hidden 64 \
+    --set num_layers=3 --sweep warmup=30 --name check-graph-warmup
+python benchmarks/merge_reports.py benchmarks/results/bench/graph-mol.json \
+    benchmarks/results/bench/check-graph-tmin.json \
+    benchmarks/results/bench/check-graph-warmup.json --name check-graph-gml
 #     what one epoch of the OGB-sized cohort (hidden 256, 5 layers) costs on molbace
 $BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 1 --epochs 2 \
     --name timing-molbace-ogb-size
