@@ -58,10 +58,9 @@ def build_students(
     """Instantiate the named students for ``dataset``'s task.
 
     Node tasks get PyG models mapping features to class logits. Graph tasks get a
-    :class:`~graphmutual.nn.GraphStudent` (node model → ``pool`` readout, mean by
-    default → MLP head); OGB
-    molecules are first embedded by OGB's ``AtomEncoder``.  ``student_kwargs`` maps a student
-    name to extra keyword arguments of :func:`~graphmutual.nn.build_student` (e.g.
+    :class:`~graphmutual.nn.GraphStudent` (node model → ``pool`` readout, mean by default →
+    MLP head); OGB molecules are first embedded by OGB's ``AtomEncoder``.  ``student_kwargs``
+    maps a student name to extra keyword arguments of :func:`~graphmutual.nn.build_student` (e.g.
     ``{"gin": {"norm": "batch_norm"}}``).
     """
     students: List[nn.Module] = []
