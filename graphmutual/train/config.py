@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Union
 import yaml
 
 from graphmutual.mutual.alw import DEFAULT_T_MIN
+from graphmutual.nn.graph import POOLS
 
 
 class ConfigError(ValueError):
@@ -19,8 +20,6 @@ class ConfigError(ValueError):
 #: vector: graph students call their node model without one, so PyG's graph-wise norms
 #: (``layer_norm``'s default mode, ``graph_norm``, ``instance_norm``) would mix graphs.
 GIN_NORMS = ("none", "batch_norm")
-#: Graph readouts (:data:`graphmutual.nn.graph.POOLS`).
-GRAPH_POOLS = ("mean", "add", "sum", "max")
 
 
 @dataclass
@@ -102,8 +101,8 @@ class TrainConfig:
             raise ConfigError(f"dropout must lie in [0, 1) (got {self.dropout})")
         if self.gin_norm is not None and self.gin_norm not in GIN_NORMS:
             raise ConfigError(f"gin_norm must be one of {GIN_NORMS} (got {self.gin_norm!r})")
-        if self.pool is not None and self.pool not in GRAPH_POOLS:
-            raise ConfigError(f"pool must be one of {GRAPH_POOLS} (got {self.pool!r})")
+        if self.pool is not None and self.pool not in POOLS:
+            raise ConfigError(f"pool must be one of {sorted(POOLS)} (got {self.pool!r})")
         if self.checkpoint_every <= 0:
             raise ConfigError("checkpoint_every must be a positive integer")
         if not 0 < self.t_min <= self.t_max:
