@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -24,7 +26,14 @@ from graphmutual.bench.presets import (
     resolve_datasets,
     resolve_methods,
 )
-from graphmutual.bench.runner import make_jobs, run_suite, writable_root
+from graphmutual.bench.runner import (
+    SuiteProgress,
+    _handle_worker_line,
+    _payload,
+    make_jobs,
+    run_suite,
+    writable_root,
+)
 
 
 def parse(argv):
@@ -246,6 +255,38 @@ def test_worker_subprocess_writes_result(tmp_path):
     assert report.failed == [] and report.ran == 1
     run = cache.get(specs[0])
     assert run["torch_threads"] == 1 and any(k.startswith("alw/") for k in run["history"])
+
+
+def test_worker_reports_every_epoch_on_stdout(tmp_path):
+    """A subprocess worker prints one JSON line per epoch, then one per finished seed."""
+    specs = expand_suite(["cora"], ["independent"], ["mlp"], [0],
+                         {"epochs": 3, "hidden": 8, "patience": 100})
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps(_payload(specs, None, RunCache(tmp_path / "runs"), 1)))
+    out = subprocess.run([sys.executable, "-m", "graphmutual.bench.worker", str(job)],
+                         capture_output=True, text=True, check=True).stdout
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [e.get("epoch") for e in events[:-1]] == [1, 2, 3]
+    assert {(e["dataset"], e["variant"], e["seed"], e["epochs"]) for e in events[:-1]} == {
+        ("cora", "independent", 0, 3)}
+    assert events[-1] == {"done": "independent", "seed": 0}
+
+
+def test_suite_progress_shows_each_running_job(capsys):
+    progress = SuiteProgress(total=4, initial=1)
+    event = {"epoch": 2, "epochs": 5, "dataset": "cora", "variant": "gml", "seed": 0}
+    _handle_worker_line(json.dumps(event), 0, progress)
+    _handle_worker_line(json.dumps({**event, "dataset": "mutag", "seed": 3}), 1, progress)
+    _handle_worker_line("not json, e.g. a warning\n", 1, progress)
+    _handle_worker_line("{broken", 1, progress)
+    assert progress.bar.postfix == ("cora/gml seed 0 epoch 2/5; "
+                                    "mutag/gml seed 3 epoch 2/5")
+    _handle_worker_line(json.dumps({"done": "gml", "seed": 0}), 0, progress)
+    progress.job_done(0)
+    _handle_worker_line(json.dumps({**event, "dataset": "mutag", "seed": 3, "epoch": 3}), 1,
+                        progress)
+    assert progress.bar.n == 2 and progress.bar.postfix == "mutag/gml seed 3 epoch 3/5"
+    progress.close()
 
 
 @pytest.mark.parametrize("argv, exc, message", [

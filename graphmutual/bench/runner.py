@@ -97,8 +97,54 @@ def _payload(job: List[RunSpec], root: Optional[str], cache: RunCache,
                        "config": s.config} for s in job]}
 
 
-def _run_job(job: List[RunSpec], root: Optional[str], cache: RunCache, threads: int,
-             bar: tqdm, lock: threading.Lock) -> Optional[str]:
+class SuiteProgress:
+    """A tqdm bar over a suite's runs whose postfix shows each running job's epoch.
+
+    Thread-safe: one runner thread per worker subprocess reports into it.
+    """
+
+    def __init__(self, total: int, initial: int, enabled: bool = True) -> None:
+        self.bar = tqdm(total=total, initial=initial, desc="bench", unit="run",
+                        disable=not enabled, dynamic_ncols=True)
+        self._lock = threading.Lock()
+        self._running: Dict[int, str] = {}
+
+    def run_done(self) -> None:
+        with self._lock:
+            self.bar.update(1)
+
+    def epoch(self, job: int, event: Dict) -> None:
+        """Show ``event`` (a worker's ``{"epoch", "epochs", "dataset", ...}``) for ``job``."""
+        text = (f"{event['dataset']}/{event['variant']} seed {event['seed']} "
+                f"epoch {event['epoch']}/{event['epochs']}")
+        with self._lock:
+            self._running[job] = text
+            self.bar.set_postfix_str("; ".join(self._running[k] for k in sorted(self._running)))
+
+    def job_done(self, job: int) -> None:
+        with self._lock:
+            self._running.pop(job, None)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _handle_worker_line(line: str, job: int, progress: SuiteProgress) -> None:
+    """Act on one stdout line of a worker (see :func:`graphmutual.bench.worker.run_job`)."""
+    if not line.startswith("{"):
+        return
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return
+    if "done" in event:
+        progress.run_done()
+    elif "epoch" in event:
+        progress.epoch(job, event)
+
+
+def _run_job(job: List[RunSpec], index: int, root: Optional[str], cache: RunCache,
+             threads: int, progress: SuiteProgress) -> Optional[str]:
     """Run one job in a subprocess; return an error text or ``None``."""
     payload = _payload(job, root, cache, threads)
     with tempfile.TemporaryDirectory(prefix="gm-bench-job-") as tmp:
@@ -112,10 +158,9 @@ def _run_job(job: List[RunSpec], root: Optional[str], cache: RunCache, threads: 
                                     text=True, env=env)
             assert proc.stdout is not None
             for line in proc.stdout:
-                if line.startswith('{"done"'):
-                    with lock:
-                        bar.update(1)
+                _handle_worker_line(line, index, progress)
             rc = proc.wait()
+        progress.job_done(index)
         if rc != 0:
             tail = err_path.read_text()[-2000:]
             return f"worker exited with status {rc}:\n{tail}"
@@ -135,7 +180,8 @@ def run_suite(specs: Sequence[RunSpec], cache: RunCache, root: Optional[str] = N
             subprocess: faster to start, but peak memory is then this process's).
         threads: torch threads per worker.
         seeds_per_job: seeds run by one worker process before it exits.
-        progress: show a tqdm bar over the suite's runs.
+        progress: show a tqdm bar over the suite's runs, with each running job's
+            dataset, variant, seed and epoch.
     """
     if jobs < 0 or threads < 1 or seeds_per_job < 1:
         raise ValueError("jobs must be >= 0, threads and seeds_per_job positive")
@@ -143,20 +189,19 @@ def run_suite(specs: Sequence[RunSpec], cache: RunCache, root: Optional[str] = N
     work = make_jobs(specs, cache, seeds_per_job)
     pending = sum(len(j) for j in work)
     report.cached = report.total - pending
-    bar = tqdm(total=report.total, initial=report.cached, desc="bench", unit="run",
-               disable=not progress, dynamic_ncols=True)
-    lock = threading.Lock()
+    progress_bar = SuiteProgress(report.total, report.cached, enabled=progress)
     if jobs == 0:
         from graphmutual.bench.worker import run_job
 
         for j in work:
-            run_job(_payload(j, root, cache, threads), on_done=lambda: bar.update(1))
-        bar.close()
+            run_job(_payload(j, root, cache, threads), on_done=progress_bar.run_done,
+                    on_epoch=lambda event: progress_bar.epoch(0, event))
+        progress_bar.close()
         report.ran = pending
         return report
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [(j, pool.submit(_run_job, j, root, cache, threads, bar, lock))
-                   for j in work]
+        futures = [(j, pool.submit(_run_job, j, i, root, cache, threads, progress_bar))
+                   for i, j in enumerate(work)]
         for j, fut in futures:
             error = fut.result()
             if error is not None:
@@ -164,6 +209,6 @@ def run_suite(specs: Sequence[RunSpec], cache: RunCache, root: Optional[str] = N
                 report.failed.append((name, error))
                 tqdm.write(f"bench: {name} failed: {error.strip().splitlines()[-1]}",
                            file=sys.stderr)
-    bar.close()
+    progress_bar.close()
     report.ran = sum(1 for s in specs if cache.get(s) is not None) - report.cached
     return report

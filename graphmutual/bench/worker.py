@@ -77,11 +77,27 @@ def read_history(path: Path) -> Dict[str, List[float]]:
     return cols
 
 
-def run_job(job: Dict[str, Any], on_done: Optional[Callable[[], None]] = None) -> int:
+def _epoch_reporter(spec, epochs: int, on_epoch: Optional[Callable[[Dict[str, Any]], None]]
+                    ) -> Callable[[Dict[str, Any]], None]:
+    """A ``Trainer.run_seed`` epoch hook that reports ``spec``'s progress."""
+    def report(row: Dict[str, Any]) -> None:
+        event = {"epoch": int(row["epoch"]) + 1, "epochs": epochs, "dataset": spec.dataset,
+                 "variant": spec.variant, "seed": spec.seed}
+        if on_epoch is not None:
+            on_epoch(event)
+        else:
+            print(json.dumps(event), flush=True)
+    return report
+
+
+def run_job(job: Dict[str, Any], on_done: Optional[Callable[[], None]] = None,
+            on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None) -> int:
     """Run ``job`` = {root, cache, threads, specs: [RunSpec dicts of one configuration]}.
 
-    ``on_done`` is called after each finished seed (in-process use); a subprocess worker
-    prints one ``{"done": ...}`` line per seed instead, which the runner counts.
+    ``on_done`` is called after each finished seed and ``on_epoch`` after each epoch with
+    ``{"epoch", "epochs", "dataset", "variant", "seed"}`` (in-process use). Without them
+    (a subprocess worker) both are printed as one JSON line each on stdout:
+    ``{"epoch": ...}`` per epoch and ``{"done": ...}`` per seed, which the runner reads.
     """
     import torch
 
@@ -104,8 +120,9 @@ def run_job(job: Dict[str, Any], on_done: Optional[Callable[[], None]] = None) -
                                          "seeds": [spec.seed], "output": tmp,
                                          "progress": False, "checkpoint_every": 10**9})
             trainer = Trainer(cfg, dataset=dataset)
+            report_epoch = _epoch_reporter(spec, trainer.epochs, on_epoch)
             t0 = time.perf_counter()
-            res = trainer.run_seed(spec.seed)
+            res = trainer.run_seed(spec.seed, on_epoch=report_epoch)
             wall = time.perf_counter() - t0
             cohort = trainer._last_cohort
             params = {n: count_parameters(s) for n, s in zip(cohort.names, cohort.students)}

@@ -17,7 +17,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -235,8 +235,17 @@ class Trainer:
     def _checkpoint_path(self, seed: int) -> Optional[Path]:
         return self.output / "checkpoints" / f"seed{seed}.pt" if self.output else None
 
-    def run_seed(self, seed: int, resume: bool = False) -> Dict:
-        """Train one cohort with ``seed``; return its per-member results."""
+    def run_seed(self, seed: int, resume: bool = False,
+                 on_epoch: Optional[Callable[[Dict], None]] = None) -> Dict:
+        """Train one cohort with ``seed``; return its per-member results.
+
+        Args:
+            seed: the random seed (and, for datasets with per-seed splits, the split).
+            resume: continue from this seed's checkpoint when there is one.
+            on_epoch: called after every epoch with that epoch's history row (``epoch``,
+                ``loss/*``, ``val/*``, ``test/*``, ``alw/*``), e.g. to report progress
+                from a process without a terminal.
+        """
         cfg, ds = self.config, self.dataset
         seed_everything(seed, cfg.deterministic)
         split = ds.split(seed)
@@ -298,6 +307,8 @@ class Trainer:
                    **{f"{p}/{m}": scores[m][p] for m in members for p in ("val", "test")},
                    **scores["_alw"]}
             history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
             lead = ENSEMBLE if ENSEMBLE in scores else members[0]
             bar.set_postfix(loss=f"{losses['total']:.3f}",
                             val=f"{scores[lead]['val']:.3f}")
