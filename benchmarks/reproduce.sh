@@ -19,9 +19,9 @@ $BENCH --root "$DATA" --datasets cora,citeseer --methods main --seeds 10 --name 
 #     GIN's normalisation on raw-feature node datasets, chosen on the validation table
 $BENCH --root "$DATA" --datasets cora,citeseer,amazon-photo --students gin \
     --methods independent --seeds 3 --sweep gin_norm=none,batch_norm --name check-gin-norm
-#     Amazon Photo (5 seeds) and Coauthor CS (3 seeds) = random 20/30-per-class splits,
+#     Amazon Photo (10 seeds) and Coauthor CS (3 seeds) = random 20/30-per-class splits,
 #     raw features, GIN with batch norm (the task defaults since session 3)
-$BENCH --root "$DATA" --datasets amazon-photo --methods main --seeds 5 --name node-photo
+$BENCH --root "$DATA" --datasets amazon-photo --methods main --seeds 10 --name node-photo
 $BENCH --root "$DATA" --datasets coauthor-cs --methods main --seeds 3 --name node-cs
 #     Cora with an MLP student in the cohort
 $BENCH --root "$DATA" --datasets cora --students gcn,gat,gin,mlp --methods main --seeds 5 \
