@@ -2,7 +2,17 @@
 
 from graphmutual.nn.fused import FusedCohort, fused_support
 from graphmutual.nn.graph import GraphStudent
-from graphmutual.nn.students import GAT, GCN, GIN, MLP, STUDENTS, GraphSAGE, build_student
+from graphmutual.nn.students import (
+    EDGE_FEATURE_STUDENTS,
+    GAT,
+    GCN,
+    GIN,
+    GINE,
+    MLP,
+    STUDENTS,
+    GraphSAGE,
+    build_student,
+)
 
-__all__ = ["GAT", "GCN", "GIN", "MLP", "FusedCohort", "GraphSAGE", "GraphStudent", "STUDENTS",
-           "build_student", "fused_support"]
+__all__ = ["EDGE_FEATURE_STUDENTS", "GAT", "GCN", "GIN", "GINE", "MLP", "FusedCohort",
+           "GraphSAGE", "GraphStudent", "STUDENTS", "build_student", "fused_support"]

@@ -1,8 +1,11 @@
 r"""Graph-level students: a node model, a global pooling and a classification head.
 
 .. math::
-    h_v = \mathrm{GNN}(\mathrm{enc}(x))_v, \qquad
+    h_v = \mathrm{GNN}\big(\mathrm{enc}(x), \mathrm{enc}_E(e)\big)_v, \qquad
     z_G = \mathrm{head}\Big(\mathrm{pool}_{v \in G}\, h_v\Big)
+
+The edge encoder :math:`\mathrm{enc}_E` and the edge input are optional: without them
+(or when the node model cannot read edge features) the GNN sees ``x`` and the graph only.
 """
 from __future__ import annotations
 
@@ -26,6 +29,10 @@ class GraphStudent(nn.Module):
         pool: ``"mean"``, ``"add"``/``"sum"`` or ``"max"``.
         encoder: optional input encoder applied to ``x`` first (e.g. OGB's ``AtomEncoder``
             for integer atom features).
+        edge_encoder: optional encoder of ``edge_attr`` (e.g. OGB's ``BondEncoder``); its
+            output is passed to the node model as ``edge_attr``. Needs a node model that
+            reads edge features (a PyG model with ``supports_edge_attr``, e.g.
+            ``build_student("gin", ..., edge_dim=H)``).
         dropout: dropout before the head.
         name: display name (defaults to the node model's).
     """
@@ -39,11 +46,18 @@ class GraphStudent(nn.Module):
         encoder: Optional[nn.Module] = None,
         dropout: float = 0.5,
         name: Optional[str] = None,
+        edge_encoder: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"unknown pooling '{pool}'; choose from {sorted(POOLS)}")
+        if edge_encoder is not None and not getattr(node_model, "supports_edge_attr", False):
+            raise ValueError(
+                f"{type(node_model).__name__} does not read edge features, so an edge "
+                "encoder would be unused; build the node model with edge_dim or drop it"
+            )
         self.encoder = encoder
+        self.edge_encoder = edge_encoder
         self.node_model = node_model
         self.pool_name = pool
         self.pool = POOLS[pool]
@@ -55,7 +69,7 @@ class GraphStudent(nn.Module):
         self.name = name or getattr(node_model, "name", node_model.__class__.__name__)
 
     def reset_parameters(self) -> None:
-        for module in (self.encoder, self.node_model):
+        for module in (self.encoder, self.edge_encoder, self.node_model):
             if module is not None and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
         for layer in self.head:
@@ -73,9 +87,15 @@ class GraphStudent(nn.Module):
             x = self.encoder(x)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-        h = self.node_model(x, edge_index)
+        if self.edge_encoder is None:
+            h = self.node_model(x, edge_index)
+        elif edge_attr is None:
+            raise ValueError(f"student '{self.name}' reads edge features but got no edge_attr")
+        else:
+            h = self.node_model(x, edge_index, edge_attr=self.edge_encoder(edge_attr))
         return self.head(self.dropout(self.pool(h, batch)))
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({self.node_model!r}, pool={self.pool_name}, "
-                f"name={self.name})")
+        edges = ", edge_features=True" if self.edge_encoder is not None else ""
+        return (f"{self.__class__.__name__}({self.node_model!r}, pool={self.pool_name}"
+                f"{edges}, name={self.name})")

@@ -13,9 +13,10 @@ raises a clear error otherwise. The classes below follow PyG's constructor conve
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Final, Optional
 
 from torch import Tensor, nn
+from torch_geometric.nn import GINEConv, MessagePassing
 from torch_geometric.nn import models as pyg_models
 
 
@@ -74,6 +75,28 @@ class GIN(pyg_models.GIN):
     name = "gin"
 
 
+class GINE(pyg_models.GIN):
+    r"""GIN with edge features (Hu et al., 2020): :class:`~torch_geometric.nn.conv.GINEConv`
+    layers, the GIN of the OGB molecule examples.
+
+    .. math::
+        h_v' = \mathrm{MLP}\Big((1 + \epsilon)\, h_v
+        + \sum_{u \in \mathcal{N}(v)} \mathrm{ReLU}(h_u + W e_{uv})\Big)
+
+    ``edge_dim`` is the width of the ``edge_attr`` passed to ``forward`` (``W`` maps it to
+    each layer's input width). Built by ``build_student("gin", ..., edge_dim=D)``.
+    """
+
+    name = "gin"
+    supports_edge_attr: Final[bool] = True
+
+    def init_conv(self, in_channels: int, out_channels: int, **kwargs: Any) -> MessagePassing:
+        mlp = pyg_models.MLP([in_channels, out_channels, out_channels], act=self.act,
+                             act_first=self.act_first, norm=self.norm,
+                             norm_kwargs=self.norm_kwargs)
+        return GINEConv(mlp, **kwargs)
+
+
 class GraphSAGE(pyg_models.GraphSAGE):
     """:class:`torch_geometric.nn.models.GraphSAGE` as a student (Hamilton et al., 2017)."""
 
@@ -88,6 +111,12 @@ STUDENTS: Dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "sage": GraphSAGE,
 }
+
+#: Students that can read edge features (``build_student(..., edge_dim=D)``): GIN becomes
+#: :class:`GINE` (the bond embedding enters every message); GAT reads them only in its
+#: attention scores, not in the messages. PyG's GCN, GraphSAGE and the MLP have no
+#: edge-feature input.
+EDGE_FEATURE_STUDENTS = ("gat", "gin")
 
 #: Per-student defaults used by :func:`build_student` (the PyG examples' settings).
 STUDENT_DEFAULTS: Dict[str, Dict[str, Any]] = {
@@ -105,15 +134,25 @@ def build_student(
     out_channels: int,
     hidden_channels: int = 64,
     num_layers: int = 2,
+    edge_dim: Optional[int] = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a built-in student by name (``gcn``, ``gat``, ``gin``, ``mlp``, ``sage``).
 
     Keyword arguments override :data:`STUDENT_DEFAULTS` (e.g. ``dropout``, ``heads``).
+    ``edge_dim`` (students in :data:`EDGE_FEATURE_STUDENTS` only) makes the student read
+    ``edge_attr`` of that width: GAT through its attention, GIN as :class:`GINE`.
     """
     key = name.lower()
     if key not in STUDENTS:
         raise ValueError(f"unknown student '{name}'; choose from {sorted(STUDENTS)}")
+    if edge_dim is not None:
+        if key not in EDGE_FEATURE_STUDENTS:
+            raise ValueError(f"student '{name}' cannot read edge features; only "
+                             f"{list(EDGE_FEATURE_STUDENTS)} can (got edge_dim={edge_dim})")
+        if isinstance(edge_dim, bool) or not isinstance(edge_dim, int) or edge_dim <= 0:
+            raise ValueError(f"edge_dim must be a positive int (got {edge_dim!r})")
+        kwargs["edge_dim"] = edge_dim
     if in_channels <= 0 or out_channels <= 0 or hidden_channels <= 0 or num_layers <= 0:
         raise ValueError(
             "in_channels, out_channels, hidden_channels and num_layers must be positive "
@@ -122,7 +161,8 @@ def build_student(
     opts = {**STUDENT_DEFAULTS[key], **kwargs}
     if key != "gat":
         opts.pop("heads", None)
-    student = STUDENTS[key](in_channels, hidden_channels, num_layers, out_channels, **opts)
+    cls = GINE if key == "gin" and edge_dim is not None else STUDENTS[key]
+    student = cls(in_channels, hidden_channels, num_layers, out_channels, **opts)
     # recorded so that an exported student can be rebuilt by plain PyG (see train.export)
     student.init_kwargs = dict(in_channels=in_channels, hidden_channels=hidden_channels,
                                num_layers=num_layers, out_channels=out_channels, **opts)

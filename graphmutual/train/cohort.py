@@ -7,7 +7,7 @@ from torch import nn
 
 from graphmutual.data import GraphDataset
 from graphmutual.mutual import MutualEnsemble
-from graphmutual.nn import GraphStudent, build_student
+from graphmutual.nn import EDGE_FEATURE_STUDENTS, GraphStudent, build_student
 
 #: Task defaults used when a :class:`~graphmutual.train.TrainConfig` field is ``None``.
 #: ``gin_norm`` is the normalisation between a GIN student's layers (PyG's ``norm``).
@@ -54,6 +54,7 @@ def build_students(
     dropout: Optional[float] = None,
     student_kwargs: Optional[Dict[str, Dict[str, Any]]] = None,
     pool: str = "mean",
+    edge_features: bool = False,
 ) -> List[nn.Module]:
     """Instantiate the named students for ``dataset``'s task.
 
@@ -62,7 +63,14 @@ def build_students(
     MLP head); OGB molecules are first embedded by OGB's ``AtomEncoder``.  ``student_kwargs``
     maps a student name to extra keyword arguments of :func:`~graphmutual.nn.build_student` (e.g.
     ``{"gin": {"norm": "batch_norm"}}``).
+
+    ``edge_features`` (graph tasks whose graphs have ``edge_attr``) lets the students that
+    can read them (:data:`~graphmutual.nn.students.EDGE_FEATURE_STUDENTS`: GAT, and GIN as
+    GINE) see the bonds: OGB's ``BondEncoder`` embeds OGB bond features, a linear layer
+    embeds float edge features (e.g. MUTAG's one-hot bond types), both to width ``hidden``.
+    The other students (GCN, GraphSAGE, MLP) are built as without it.
     """
+    edge_in = _edge_feature_width(dataset) if edge_features else None
     students: List[nn.Module] = []
     for name in names:
         extra = dict((student_kwargs or {}).get(name.lower(), {}))
@@ -78,11 +86,34 @@ def build_students(
             from ogb.graphproppred.mol_encoder import AtomEncoder
 
             encoder, in_channels = AtomEncoder(hidden), hidden
+        edge_encoder = None
+        if edge_in is not None and name.lower() in EDGE_FEATURE_STUDENTS:
+            edge_encoder, extra["edge_dim"] = _edge_encoder(dataset, edge_in, hidden), hidden
         node_model = build_student(name, in_channels, hidden, hidden, num_layers, **extra)
         students.append(GraphStudent(node_model, hidden, dataset.num_classes,
                                      pool=pool, encoder=encoder, name=name,
-                                     dropout=extra.get("dropout", 0.5)))
+                                     dropout=extra.get("dropout", 0.5),
+                                     edge_encoder=edge_encoder))
     return students
+
+
+def _edge_feature_width(dataset: GraphDataset) -> int:
+    """The width of ``dataset``'s ``edge_attr``; a clear error when there is none."""
+    if dataset.task != "graph":
+        raise ValueError(f"edge features apply to graph tasks only; '{dataset.name}' is a "
+                         f"{dataset.task} task")
+    width = int(getattr(dataset.data, "num_edge_features", 0) or 0)
+    if width == 0:
+        raise ValueError(f"'{dataset.name}' has no edge features (edge_attr) to use")
+    return width
+
+
+def _edge_encoder(dataset: GraphDataset, width: int, hidden: int) -> nn.Module:
+    if dataset.atom_features:  # OGB molecules: integer bond features
+        from ogb.graphproppred.mol_encoder import BondEncoder
+
+        return BondEncoder(hidden)
+    return nn.Linear(width, hidden)
 
 
 def build_cohort(dataset: GraphDataset, config) -> MutualEnsemble:
@@ -97,6 +128,7 @@ def build_cohort(dataset: GraphDataset, config) -> MutualEnsemble:
         config.num_layers or d["num_layers"], config.dropout,
         student_kwargs={"gin": {"norm": gin_norm}} if gin_norm != "none" else None,
         pool=config.pool or "mean",
+        edge_features=config.edge_features,
     )
     method = config.method
     if len(students) == 1 and method != "independent":

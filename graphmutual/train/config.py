@@ -36,7 +36,10 @@ class TrainConfig:
     batch norm on raw-feature node datasets and none elsewhere) is the normalisation between
     a GIN student's layers: ``"none"`` or ``"batch_norm"``.  ``pool`` (graph tasks only;
     ``None``: ``"mean"``) is the readout of every graph student: ``"mean"``, ``"add"``
-    (= ``"sum"``, Xu et al.'s choice for GIN) or ``"max"``.
+    (= ``"sum"``, Xu et al.'s choice for GIN) or ``"max"``.  ``edge_features`` (graph
+    tasks with ``edge_attr`` only; off by default) lets the GAT and GIN students read the
+    edge features: OGB bond features through OGB's ``BondEncoder`` (GIN becomes GINE, as in
+    the OGB molecule examples), float edge features through a linear layer.
     """
 
     dataset: str = "cora"
@@ -63,6 +66,7 @@ class TrainConfig:
     dropout: Optional[float] = None
     gin_norm: Optional[str] = None
     pool: Optional[str] = None
+    edge_features: bool = False
     batch_size: Optional[int] = None
     patience: Optional[int] = None
     seeds: List[int] = field(default_factory=lambda: [0])
@@ -103,6 +107,8 @@ class TrainConfig:
             raise ConfigError(f"gin_norm must be one of {GIN_NORMS} (got {self.gin_norm!r})")
         if self.pool is not None and self.pool not in POOLS:
             raise ConfigError(f"pool must be one of {sorted(POOLS)} (got {self.pool!r})")
+        if not isinstance(self.edge_features, bool):
+            raise ConfigError(f"edge_features must be true or false (got {self.edge_features!r})")
         if self.checkpoint_every <= 0:
             raise ConfigError("checkpoint_every must be a positive integer")
         if not 0 < self.t_min <= self.t_max:

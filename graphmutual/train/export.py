@@ -31,8 +31,10 @@ FORMAT = "graphmutual-student/1"
 
 
 def _pyg_base(module: nn.Module) -> type:
+    """The PyG class that rebuilds ``module``: its first PyG base class, unless one of our
+    subclasses changes the layers (defines ``init_conv``, e.g. ``GINE``) — then that one."""
     for cls in type(module).__mro__:
-        if cls.__module__.startswith("torch_geometric."):
+        if cls.__module__.startswith("torch_geometric.") or "init_conv" in vars(cls):
             return cls
     return type(module)
 

@@ -196,7 +196,7 @@ class Trainer:
         for batch in self._graph_loader(split.train, True, gen):
             batch = batch.to(self.device)
             inputs = (batch.x, batch.edge_index)
-            kwargs = {"batch": batch.batch}
+            kwargs = {"batch": batch.batch, "edge_attr": batch.get("edge_attr")}
             if cohort.schedule == "alternating":
                 losses = cohort.alternating_step(inputs, batch.y, None, opt, kwargs=kwargs)
             else:
@@ -219,7 +219,8 @@ class Trainer:
             ys = []
             for batch in self._graph_loader(index, False):
                 batch = batch.to(self.device)
-                logits = cohort(batch.x, batch.edge_index, batch=batch.batch)
+                logits = cohort(batch.x, batch.edge_index, batch=batch.batch,
+                                edge_attr=batch.get("edge_attr"))
                 if part == "val" and not out["_alw"]:
                     out["_alw"] = self.alw_stats(cohort, logits)
                 for name, p in self._probs(cohort, logits).items():
