@@ -59,6 +59,11 @@ $BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 1 --epochs 2
 # 45 min):
 # $BENCH --root "$DATA" --datasets ogbg-molhiv --methods independent --students gin \
 #     --seeds 1 --epochs 10 --name graph-molhiv
+# the OGB leaderboard GIN (the 75.6 anchor): 300 wide, 5 layers, batch norm, bond features
+# through a BondEncoder, 100 epochs, 10 seeds — not run (needs a GPU; see PROTOCOL.md):
+# $BENCH --root "$DATA" --datasets ogbg-molhiv --methods independent --students gin \
+#     --hidden 300 --set num_layers=5 --set gin_norm=batch_norm --set edge_features=true \
+#     --name anchor-molhiv-gin
 
 # (3) ablations on Cora: GML without ALW, without entropy enhancement, each divergence
 $BENCH --root "$DATA" --datasets cora --methods ablations --seeds 3 --name ablation-cora \

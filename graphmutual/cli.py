@@ -155,8 +155,13 @@ def format_table(results: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from graphmutual.train import Trainer
 
+    # the command owns its process: flush denormals to zero, as the bench workers do (long
+    # CPU runs otherwise slow down epoch after epoch; see graphmutual.bench.worker)
+    torch.set_flush_denormal(True)
     cfg = config_from_args(args)
     trainer = Trainer(cfg)
     results = trainer.run(resume=args.resume)
