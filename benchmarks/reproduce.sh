@@ -61,6 +61,10 @@ python benchmarks/merge_reports.py benchmarks/results/bench/graph-mol.json \
 #     what one epoch of the OGB-sized cohort (hidden 256, 5 layers) costs on molbace
 $BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 1 --epochs 2 \
     --name timing-molbace-ogb-size
+#     ogbg-molhiv: what the 2 cores allow — seed 0 only, 20 epochs, the molbace-sized cohort
+#     (about an hour per method at ~155 s/epoch; session 5 ran GML in a second process)
+$BENCH --root "$DATA" --datasets ogbg-molhiv --methods main --seeds 0, --epochs 20 \
+    --hidden 64 --set num_layers=3 --name graph-molhiv
 # not run to the end: ogbg-molhiv (a lone GIN at the OGB size was stopped in its 3rd epoch,
 # 45 min):
 # $BENCH --root "$DATA" --datasets ogbg-molhiv --methods independent --students gin \
