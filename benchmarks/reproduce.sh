@@ -58,6 +58,11 @@ $BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 5 --epochs 5
 python benchmarks/merge_reports.py benchmarks/results/bench/graph-mol.json \
     benchmarks/results/bench/check-graph-tmin.json \
     benchmarks/results/bench/check-graph-warmup.json --name check-graph-gml
+#     the same validation check on ENZYMES (10 folds), next to graph-enzymes (session 5)
+$BENCH --root "$DATA" --datasets enzymes --methods gml --seeds 10 --sweep t_min=1.0 \
+    --name check-enzymes-tmin --jobs 2 --seeds-per-job 1
+python benchmarks/merge_reports.py benchmarks/results/bench/graph-enzymes.json \
+    benchmarks/results/bench/check-enzymes-tmin.json --name check-enzymes-gml
 #     what one epoch of the OGB-sized cohort (hidden 256, 5 layers) costs on molbace
 $BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 1 --epochs 2 \
     --name timing-molbace-ogb-size
