@@ -63,6 +63,10 @@ $BENCH --root "$DATA" --datasets enzymes --methods gml --seeds 10 --sweep t_min=
     --name check-enzymes-tmin --jobs 2 --seeds-per-job 1
 python benchmarks/merge_reports.py benchmarks/results/bench/graph-enzymes.json \
     benchmarks/results/bench/check-enzymes-tmin.json --name check-enzymes-gml
+#     a lone GIN on molbace with and without bond features (edge_features, session 5)
+$BENCH --root "$DATA" --datasets ogbg-molbace --methods independent --students gin --seeds 5 \
+    --epochs 50 --hidden 64 --set num_layers=3 --sweep edge_features=false,true \
+    --name check-molbace-bonds
 #     what one epoch of the OGB-sized cohort (hidden 256, 5 layers) costs on molbace
 $BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 1 --epochs 2 \
     --name timing-molbace-ogb-size
