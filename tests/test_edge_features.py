@@ -68,6 +68,9 @@ def test_cohort_gives_edge_encoders_to_gin_and_gat_only(tmp_dataset_copy):
                                             num_layers=2, edge_features=True))
     assert isinstance(cohort.students[0].edge_encoder, BondEncoder)
 
+    with pytest.raises(ValueError, match="none of the students"):
+        build_cohort(mutag, TrainConfig(students=["gcn", "mlp"], edge_features=True))
+
     enzymes = load_dataset("enzymes", root=str(tmp_dataset_copy("TUDataset/ENZYMES")))
     with pytest.raises(ValueError, match="has no edge features"):
         build_cohort(enzymes, config)

@@ -71,6 +71,9 @@ def build_students(
     The other students (GCN, GraphSAGE, MLP) are built as without it.
     """
     edge_in = _edge_feature_width(dataset) if edge_features else None
+    if edge_features and not any(n.lower() in EDGE_FEATURE_STUDENTS for n in names):
+        raise ValueError(f"edge_features=True, but none of the students {list(names)} can "
+                         f"read edge features (only {list(EDGE_FEATURE_STUDENTS)} can)")
     students: List[nn.Module] = []
     for name in names:
         extra = dict((student_kwargs or {}).get(name.lower(), {}))
