@@ -101,7 +101,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--aggregate-only", action="store_true",
                    help="run nothing: make tables and plots from the runs already cached")
     o.add_argument("--no-plots", action="store_true", help="skip the matplotlib figures")
-    o.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    o.add_argument("--no-progress", action="store_true",
+                   help="hide the progress bar (finished runs, and each running "
+                   "job's dataset, variant, seed and epoch)")
 
 
 def _split(text: Optional[str]) -> List[str]:
