@@ -47,9 +47,11 @@ $BENCH --root "$DATA" --datasets mutag --methods independent --seeds 10 \
 $BENCH --root "$DATA" --datasets ogbg-molbace,ogbg-molbbbp --methods main --seeds 5 \
     --epochs 50 --hidden 64 --set num_layers=3 --name graph-mol
 #     molbace with all 10 seeds (session 5 ran seeds 5-9; 0-4 come from the cache of the
-#     line above); molbbbp stays at 5 seeds
+#     line above), and the same for molbbbp
 $BENCH --root "$DATA" --datasets ogbg-molbace --methods main --seeds 10 --epochs 50 \
     --hidden 64 --set num_layers=3 --name graph-molbace-10seeds
+$BENCH --root "$DATA" --datasets ogbg-molbbbp --methods main --seeds 10 --epochs 50 \
+    --hidden 64 --set num_layers=3 --name graph-molbbbp-10seeds --jobs 2 --seeds-per-job 1
 #     GML on molbace with t_min 1.0 / a 30-epoch warm-up, next to graph-mol (validation check)
 $BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 5 --epochs 50 --hidden 64 \
     --set num_layers=3 --sweep t_min=1.0 --name check-graph-tmin
