@@ -91,9 +91,8 @@ class GINE(pyg_models.GIN):
     supports_edge_attr: Final[bool] = True
 
     def init_conv(self, in_channels: int, out_channels: int, **kwargs: Any) -> MessagePassing:
-        mlp = pyg_models.MLP([in_channels, out_channels, out_channels], act=self.act,
-                             act_first=self.act_first, norm=self.norm,
-                             norm_kwargs=self.norm_kwargs)
+        # PyG's GIN builds the layer's MLP; only the convolution around it changes
+        mlp = super().init_conv(in_channels, out_channels).nn
         return GINEConv(mlp, **kwargs)
 
 
