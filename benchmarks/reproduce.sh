@@ -23,6 +23,8 @@ $BENCH --root "$DATA" --datasets cora,citeseer,amazon-photo --students gin \
 #     raw features, GIN with batch norm (the task defaults since session 3)
 $BENCH --root "$DATA" --datasets amazon-photo --methods main --seeds 10 --name node-photo
 $BENCH --root "$DATA" --datasets coauthor-cs --methods main --seeds 3 --name node-cs
+#     why the bench workers flush denormals: a matmul on denormal inputs, flush off / on
+python benchmarks/bench_denormal.py
 #     why the GAT student sits below the GAT paper's Cora number (architecture check)
 python benchmarks/check_gat_anchor.py --seeds 10
 #     Cora with an MLP student in the cohort

@@ -8,9 +8,9 @@ loading the dataset and before training). torch is pinned to one thread
 (``torch.set_num_threads(1)``) so that parallel workers do not oversubscribe the cores,
 and flushes denormal floats to zero (``torch.set_flush_denormal(True)``): values below
 1.2e-38 become 0, which changes no metric but keeps long CPU runs from slowing down as
-values decay into the denormal range. Seen on ogbg-molhiv (one thread, the same load): a
-GML cohort without it slowed from 139 to 322 s per epoch over six epochs, while DML and
-independent cohorts with it held 152–170 s.
+values decay into the denormal range (a matmul on denormals is ~200x slower without it,
+``benchmarks/results/denormal_cpu.md``; what was seen on ogbg-molhiv is in
+``benchmarks/PROTOCOL.md``).
 """
 from __future__ import annotations
 
