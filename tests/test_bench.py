@@ -34,6 +34,7 @@ from graphmutual.bench.runner import (
     run_suite,
     writable_root,
 )
+from graphmutual.train import parse_seeds
 
 
 def parse(argv):
@@ -319,7 +320,17 @@ def test_quick_mode_end_to_end(tmp_path, monkeypatch, capsys):
     assert set(data["results"]["datasets"]["cora"]["variants"]) == {"independent", "gml"}
     # a second call only aggregates (every run is cached)
     assert bench_cli.run(args) == 0
-    assert "2 cached, 0 ran" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "2 cached, 0 ran" in err
+    # the plan is announced before anything runs, with the seeds spelled out
+    assert ("bench: 2 runs planned: datasets cora; methods independent, gml; seeds 0\n"
+            in err)
+
+
+def test_seed_summary_spells_out_a_count():
+    assert bench_cli.seed_summary(parse_seeds(3)) == "0-2"  # a count, not seed 3
+    assert bench_cli.seed_summary(parse_seeds("3,")) == "3"
+    assert bench_cli.seed_summary([9, 0, 1, 2, 7, 8, 2]) == "0-2, 7-9"
 
 
 def test_sweep_end_to_end_reports_validation(tmp_path, monkeypatch):

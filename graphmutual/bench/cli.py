@@ -175,6 +175,17 @@ def sweep_settings(items: Sequence[str]) -> List[Dict[str, Any]]:
     return [dict(kv for d in combo for kv in d.items()) for combo in itertools.product(*axes)]
 
 
+def seed_summary(seeds: Sequence[int]) -> str:
+    """Seeds as short text, consecutive seeds as ranges: ``[0, 1, 2, 7]`` → ``0-2, 7``."""
+    runs: List[List[int]] = []
+    for seed in sorted(set(seeds)):
+        if runs and seed == runs[-1][1] + 1:
+            runs[-1][1] = seed
+        else:
+            runs.append([seed, seed])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def _needs_root(dataset: str) -> bool:
     return dataset != "cora"
 
@@ -237,6 +248,11 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output or (QUICK_OUTPUT if quick else DEFAULT_OUTPUT))
     cache = RunCache(args.cache or output / "runs")
     name = args.name or ("quick" if quick else "suite")
+    order = list(dict.fromkeys(s.variant for s in specs))
+    # say what will run before anything does: `--seeds 3` is a count (seeds 0-2), and a
+    # suite of hours should not reveal a misread only in its report
+    print(f"bench: {len(specs)} runs planned: datasets {', '.join(datasets)}; methods "
+          f"{', '.join(order)}; seeds {seed_summary(seeds)}", file=sys.stderr)
     if not args.aggregate_only:
         data_root = writable_root(root, datasets, args.data_cache or None)
         report = run_suite(specs, cache, data_root, jobs=args.jobs, threads=args.threads,
@@ -251,7 +267,6 @@ def run(args: argparse.Namespace) -> int:
     if not runs:
         print("bench: no finished runs to aggregate", file=sys.stderr)
         return 1
-    order = list(dict.fromkeys(s.variant for s in specs))
     agg = aggregate(runs)
     info = environment()
     missing = len(specs) - len(runs)
