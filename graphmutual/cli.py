@@ -100,12 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     from graphmutual.recsys.cli import add_arguments as add_recommend_arguments
 
     add_recommend_arguments(rp)
+    from graphmutual.bench.cli import EXAMPLES as BENCH_EXAMPLES
+    from graphmutual.bench.cli import add_arguments as add_bench_arguments
+
     bp = sub.add_parser(
         "bench", help="benchmark suite: independent vs DML vs GML tables",
         description="Run benchmark presets (datasets × methods × seeds), cache each finished "
                     "run, and aggregate markdown/JSON tables and plots.",
+        epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from graphmutual.bench.cli import add_arguments as add_bench_arguments
 
     add_bench_arguments(bp)
     sub.add_parser("info", help="versions, devices and available kernel backends",

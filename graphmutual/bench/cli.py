@@ -38,7 +38,7 @@ examples:
   graphmutual bench --root DATA --datasets mutag --students gcn,gat,gin,mlp --seeds 5
   graphmutual bench --root DATA --datasets citeseer --methods gml --set t_min=1.0
   graphmutual bench --root DATA --datasets coauthor-cs --seeds 3,4,5   # seeds 3-5; '3' = 0-2
-  graphmutual bench --root DATA --datasets cora,citeseer --methods gml --seeds 5 \
+  graphmutual bench --root DATA --datasets cora,citeseer --methods gml --seeds 5 \\
       --sweep t_min=0.5,0.75,1.0 --name tuning-tmin   # choose on the validation table
   graphmutual bench --name node --aggregate-only      # re-make tables/plots from the cache
 """
