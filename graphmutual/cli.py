@@ -52,8 +52,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, default=None, help="learning rate")
     t.add_argument("--hidden", type=int, default=None, help="hidden width")
     t.add_argument("--seeds", default=None,
-                   help="a count (10 runs seeds 0-9, as OGB asks) or a list (0,3,7); "
-                        "default: 1")
+                   help="a count (10 runs seeds 0-9, as OGB asks) or a list (0,3,7; seed 3 "
+                        "alone: 3,); default: 1")
     t.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
     t.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: 1, the fastest for graphs of Cora's size "

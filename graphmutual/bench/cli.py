@@ -58,7 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: gcn,gat,gin)")
     s.add_argument("--mlp", action="store_true", help="add an MLP student to the cohort")
     s.add_argument("--seeds", default=None,
-                   help="a count (10 = seeds 0-9) or a list (0,3,7); default 10, --quick 1")
+                   help="a count (10 = seeds 0-9) or a list (0,3,7; seed 3 alone: 3,); "
+                        "default 10, --quick 1")
     s.add_argument("--quick", action="store_true",
                    help=f"smoke test: {','.join(QUICK_DATASETS)}, {QUICK_EPOCHS} epochs, one "
                         f"seed, written to {QUICK_OUTPUT}")
