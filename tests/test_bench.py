@@ -12,6 +12,7 @@ import pytest
 from graphmutual.bench import cli as bench_cli
 from graphmutual.bench.aggregate import (
     BEST,
+    ablation_table,
     aggregate,
     comparisons,
     format_markdown,
@@ -180,6 +181,19 @@ def test_comparisons_pair_variants_with_the_same_settings():
     assert not by[("@lr=0.01", "gat")]["win"] and by[("", "gat")]["win"]
     md = format_markdown(aggregate(runs))
     assert "| mutag (lr=0.01) | gcn | +10.00 (2/2) |" in md
+
+
+def test_ablation_table_pairs_variants_with_the_same_settings():
+    runs = [fake_run("ogbg-molbace", v, s, acc) for s in range(2) for v, acc in
+            (("gml@num_layers=3", [0.70, 0.70]), ("gml-no-alw@num_layers=3", [0.75, 0.60]),
+             ("gml", [0.90, 0.90]), ("gml-no-ee", [0.80, 0.95]))]
+    table = ablation_table(aggregate(runs))
+    assert "| ogbg-molbace | gml-no-alw@num_layers=3 − gml@num_layers=3 | 2 | +5.00 | -10.00 |" \
+        in table  # against gml@num_layers=3, not against plain gml
+    assert "| ogbg-molbace | gml-no-ee − gml | 2 | -10.00 | +5.00 |" in table
+    # without full GML run under the same settings there is nothing to compare with
+    alone = [fake_run("mutag", "gml-js@lr=0.01", s, [0.7, 0.7]) for s in range(2)]
+    assert ablation_table(aggregate(alone)) == ""
 
 
 def test_merge_aggregates_pools_seeds_exactly(tmp_path):

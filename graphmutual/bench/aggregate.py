@@ -271,28 +271,31 @@ def comparison_table(agg: Dict[str, Any]) -> str:
 def ablation_table(agg: Dict[str, Any], ours: str = "gml") -> str:
     """Every other ``gml-*`` variant minus full GML, per dataset and member (paired seeds).
 
-    Negative = the ablated component helped (removing it costs accuracy).
+    Variants run with the same extra settings are paired (``gml-no-alw@num_layers=3`` with
+    ``gml@num_layers=3``), as in :func:`comparisons`. Negative = the ablated component
+    helped (removing it costs accuracy).
     """
     lines: List[str] = []
     for ds, entry in agg["datasets"].items():
         variants = entry["variants"]
-        others = [v for v in variants if v.startswith("gml-")]
-        if ours not in variants or not others:
-            continue
-        members = [m for m in variants[ours]["members"] if m != ENSEMBLE_ALW]
-        if not lines:
-            lines = ["| dataset | variant | n | " + " | ".join(members) + " |",
-                     "|" + "---|" * (3 + len(members))]
-        for v in others:
+        for v in variants:
+            base = v.split("@", 1)[0]
+            ref = ours + v[len(base):]
+            if not base.startswith(ours + "-") or ref not in variants:
+                continue
+            members = [m for m in variants[ref]["members"] if m != ENSEMBLE_ALW]
+            if not lines:
+                lines = ["| dataset | variant | n | " + " | ".join(members) + " |",
+                         "|" + "---|" * (3 + len(members))]
             cells, n = [], 0
             for m in members:
                 if m not in variants[v]["members"]:
                     cells.append("–")
                     continue
-                x, y = _paired(variants[v], variants[ours], m)
+                x, y = _paired(variants[v], variants[ref], m)
                 n = max(n, len(x))
                 cells.append(f"{(np.mean(x) - np.mean(y)) * 100:+.2f}" if x else "–")
-            lines.append(f"| {ds} | {v} − {ours} | {n} | " + " | ".join(cells) + " |")
+            lines.append(f"| {ds} | {v} − {ref} | {n} | " + " | ".join(cells) + " |")
     if lines:
         lines += ["", "Negative: the variant is worse than full GML on the same seeds."]
     return "\n".join(lines)
