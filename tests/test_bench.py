@@ -18,6 +18,7 @@ from graphmutual.bench.aggregate import (
     format_markdown,
     mean_std,
     merge_aggregates,
+    split_variant,
 )
 from graphmutual.bench.cache import RunCache, config_hash
 from graphmutual.bench.presets import (
@@ -196,6 +197,25 @@ def test_ablation_table_pairs_variants_with_the_same_settings():
     assert ablation_table(aggregate(alone)) == ""
 
 
+def test_ablation_table_aligns_datasets_with_different_cohorts():
+    # citeseer (reported first) has no MLP student; the columns are the union of both
+    # cohorts, so cora's MLP gets a column and citeseer's row a dash
+    runs = [fake_run("citeseer", v, 0, acc, students=("gcn", "gat"))
+            for v, acc in (("gml", [0.8, 0.8]), ("gml-js", [0.7, 0.9]))]
+    runs += [fake_run("cora", v, 0, acc, students=("gcn", "mlp", "gat"))
+             for v, acc in (("gml", [0.7, 0.6, 0.7]), ("gml-js", [0.6, 0.7, 0.8]))]
+    table = ablation_table(aggregate(runs))
+    assert "| dataset | variant | n | gcn | gat | ensemble | best student | mlp |" in table
+    assert "| citeseer | gml-js − gml | 1 | -10.00 | +10.00 | +10.00 | +10.00 | – |" in table
+    assert "| cora | gml-js − gml | 1 | -10.00 | +10.00 | +10.00 | +10.00 | +10.00 |" in table
+
+
+def test_split_variant():
+    assert split_variant("gml-no-alw@num_layers=3@lr=0.01") == ("gml-no-alw",
+                                                                 "@num_layers=3@lr=0.01")
+    assert split_variant("dml") == ("dml", "")
+
+
 def test_merge_aggregates_pools_seeds_exactly(tmp_path):
     runs = [fake_run("proteins", "gml", s, [0.70 + 0.01 * s, 0.60 + 0.02 * (s % 2)], alw=True)
             for s in range(5)]
@@ -323,9 +343,10 @@ def test_bad_input_raises_clear_errors(argv, exc, message, tmp_path):
 
 def test_quick_mode_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("GRAPHMUTUAL_DATA", raising=False)
-    args = parse(["--quick", "--epochs", "1", "--hidden", "8", "--jobs", "0",
-                  "--methods", "independent,gml", "--students", "gcn,mlp",
-                  "--output", str(tmp_path), "--no-plots"])
+    argv = ["--quick", "--epochs", "1", "--hidden", "8", "--jobs", "0",
+            "--methods", "independent,gml", "--students", "gcn,mlp",
+            "--output", str(tmp_path), "--no-plots"]
+    args = parse(argv)
     assert bench_cli.run(args) == 0  # no --root: mutag is skipped, bundled cora runs
     md = (tmp_path / "quick.md").read_text()
     assert "### cora" in md and "Skipped (no --root): mutag" in md
@@ -339,6 +360,11 @@ def test_quick_mode_end_to_end(tmp_path, monkeypatch, capsys):
     # the plan is announced before anything runs, with the seeds spelled out
     assert ("bench: 2 runs planned: datasets cora; methods independent, gml; seeds 0\n"
             in err)
+    # --aggregate-only trains nothing, and says so
+    assert bench_cli.run(parse(argv + ["--aggregate-only"])) == 0
+    err = capsys.readouterr().err
+    assert "runs planned" not in err and " ran, " not in err
+    assert "bench: 2 runs to aggregate from the cache: datasets cora;" in err
 
 
 def test_seed_summary_spells_out_a_count():
