@@ -27,6 +27,7 @@ from graphmutual.bench.presets import (
     expand_suite,
     resolve_datasets,
     resolve_methods,
+    settings_suffix,
 )
 from graphmutual.bench.runner import (
     SuiteProgress,
@@ -208,6 +209,26 @@ def test_ablation_table_aligns_datasets_with_different_cohorts():
     assert "| dataset | variant | n | gcn | gat | ensemble | best student | mlp |" in table
     assert "| citeseer | gml-js − gml | 1 | -10.00 | +10.00 | +10.00 | +10.00 | – |" in table
     assert "| cora | gml-js − gml | 1 | -10.00 | +10.00 | +10.00 | +10.00 | +10.00 |" in table
+
+
+def test_independent_runs_leave_out_mimicry_only_settings():
+    specs = expand_suite(["mutag"], ["independent", "gml"], ["gcn", "gin"], [0],
+                         settings={"transductive": True, "lr": 0.01})
+    by = {s.variant: s for s in specs}
+    assert set(by) == {"independent@lr=0.01", "gml@lr=0.01@transductive=True"}
+    assert "transductive" not in by["independent@lr=0.01"].config
+    # the same key as a run made without the mimicry-only setting: served from the cache
+    plain = expand_suite(["mutag"], ["independent"], ["gcn", "gin"], [0],
+                         settings={"lr": 0.01})[0]
+    assert config_hash(by["independent@lr=0.01"]) == config_hash(plain)
+    # and GML's row is compared with it
+    runs = [fake_run("mutag", "independent@lr=0.01", 0, [0.6, 0.6]),
+            fake_run("mutag", "gml@lr=0.01@transductive=True", 0, [0.7, 0.5])]
+    rows = {r["member"]: r for r in comparisons(aggregate(runs))}
+    assert rows["gcn"]["baseline"] == "independent"
+    assert rows["gcn"]["delta"] == pytest.approx(0.1)
+    assert rows["gat"]["delta"] == pytest.approx(-0.1)
+    assert settings_suffix("dml", "@t_min=1.0") == "@t_min=1.0"  # DML mimics
 
 
 def test_split_variant():

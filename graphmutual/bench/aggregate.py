@@ -6,6 +6,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from graphmutual.bench.presets import settings_suffix
+
 BEST = "best student"
 ENSEMBLE = "ensemble"
 ENSEMBLE_ALW = "ensemble_alw"
@@ -236,7 +238,8 @@ def comparisons(agg: Dict[str, Any], ours: str = "gml",
                 continue
             for member in variants[variant]["members"]:
                 for base in baselines:
-                    theirs = variants.get(base + settings, {})
+                    # an independent baseline ran without mimicry-only settings
+                    theirs = variants.get(base + settings_suffix(base, settings), {})
                     if member not in theirs.get("members", {}):
                         continue
                     x, y = _paired(variants[variant], theirs, member)
