@@ -18,6 +18,7 @@ from graphmutual.bench.aggregate import (
     format_markdown,
     mean_std,
     merge_aggregates,
+    split_variant,
 )
 from graphmutual.bench.cache import RunCache, config_hash
 from graphmutual.bench.presets import (
@@ -26,6 +27,7 @@ from graphmutual.bench.presets import (
     expand_suite,
     resolve_datasets,
     resolve_methods,
+    settings_suffix,
 )
 from graphmutual.bench.runner import (
     SuiteProgress,
@@ -196,6 +198,45 @@ def test_ablation_table_pairs_variants_with_the_same_settings():
     assert ablation_table(aggregate(alone)) == ""
 
 
+def test_ablation_table_aligns_datasets_with_different_cohorts():
+    # citeseer (reported first) has no MLP student; the columns are the union of both
+    # cohorts, so cora's MLP gets a column and citeseer's row a dash
+    runs = [fake_run("citeseer", v, 0, acc, students=("gcn", "gat"))
+            for v, acc in (("gml", [0.8, 0.8]), ("gml-js", [0.7, 0.9]))]
+    runs += [fake_run("cora", v, 0, acc, students=("gcn", "mlp", "gat"))
+             for v, acc in (("gml", [0.7, 0.6, 0.7]), ("gml-js", [0.6, 0.7, 0.8]))]
+    table = ablation_table(aggregate(runs))
+    assert "| dataset | variant | n | gcn | gat | ensemble | best student | mlp |" in table
+    assert "| citeseer | gml-js − gml | 1 | -10.00 | +10.00 | +10.00 | +10.00 | – |" in table
+    assert "| cora | gml-js − gml | 1 | -10.00 | +10.00 | +10.00 | +10.00 | +10.00 |" in table
+
+
+def test_independent_runs_leave_out_mimicry_only_settings():
+    specs = expand_suite(["mutag"], ["independent", "gml"], ["gcn", "gin"], [0],
+                         settings={"transductive": True, "lr": 0.01})
+    by = {s.variant: s for s in specs}
+    assert set(by) == {"independent@lr=0.01", "gml@lr=0.01@transductive=True"}
+    assert "transductive" not in by["independent@lr=0.01"].config
+    # the same key as a run made without the mimicry-only setting: served from the cache
+    plain = expand_suite(["mutag"], ["independent"], ["gcn", "gin"], [0],
+                         settings={"lr": 0.01})[0]
+    assert config_hash(by["independent@lr=0.01"]) == config_hash(plain)
+    # and GML's row is compared with it
+    runs = [fake_run("mutag", "independent@lr=0.01", 0, [0.6, 0.6]),
+            fake_run("mutag", "gml@lr=0.01@transductive=True", 0, [0.7, 0.5])]
+    rows = {r["member"]: r for r in comparisons(aggregate(runs))}
+    assert rows["gcn"]["baseline"] == "independent"
+    assert rows["gcn"]["delta"] == pytest.approx(0.1)
+    assert rows["gat"]["delta"] == pytest.approx(-0.1)
+    assert settings_suffix("dml", "@t_min=1.0") == "@t_min=1.0"  # DML mimics
+
+
+def test_split_variant():
+    assert split_variant("gml-no-alw@num_layers=3@lr=0.01") == ("gml-no-alw",
+                                                                 "@num_layers=3@lr=0.01")
+    assert split_variant("dml") == ("dml", "")
+
+
 def test_merge_aggregates_pools_seeds_exactly(tmp_path):
     runs = [fake_run("proteins", "gml", s, [0.70 + 0.01 * s, 0.60 + 0.02 * (s % 2)], alw=True)
             for s in range(5)]
@@ -323,9 +364,10 @@ def test_bad_input_raises_clear_errors(argv, exc, message, tmp_path):
 
 def test_quick_mode_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("GRAPHMUTUAL_DATA", raising=False)
-    args = parse(["--quick", "--epochs", "1", "--hidden", "8", "--jobs", "0",
-                  "--methods", "independent,gml", "--students", "gcn,mlp",
-                  "--output", str(tmp_path), "--no-plots"])
+    argv = ["--quick", "--epochs", "1", "--hidden", "8", "--jobs", "0",
+            "--methods", "independent,gml", "--students", "gcn,mlp",
+            "--output", str(tmp_path), "--no-plots"]
+    args = parse(argv)
     assert bench_cli.run(args) == 0  # no --root: mutag is skipped, bundled cora runs
     md = (tmp_path / "quick.md").read_text()
     assert "### cora" in md and "Skipped (no --root): mutag" in md
@@ -339,6 +381,11 @@ def test_quick_mode_end_to_end(tmp_path, monkeypatch, capsys):
     # the plan is announced before anything runs, with the seeds spelled out
     assert ("bench: 2 runs planned: datasets cora; methods independent, gml; seeds 0\n"
             in err)
+    # --aggregate-only trains nothing, and says so
+    assert bench_cli.run(parse(argv + ["--aggregate-only"])) == 0
+    err = capsys.readouterr().err
+    assert "runs planned" not in err and " ran, " not in err
+    assert "bench: 2 runs to aggregate from the cache: datasets cora;" in err
 
 
 def test_seed_summary_spells_out_a_count():

@@ -225,3 +225,60 @@ def test_graph_readout_is_configurable(tmp_dataset_copy):
         TrainConfig(pool="attention")
     with pytest.raises(ValueError, match="graph tasks only"):
         build_cohort(load_dataset("cora"), TrainConfig(pool="add"))
+
+
+def _loss_history(trainer: Trainer, seed: int = 0):
+    rows = []
+    trainer.run_seed(seed, on_epoch=rows.append)
+    return [{k: v for k, v in r.items() if k.startswith("loss/")} for r in rows]
+
+
+def test_transductive_graph_mimicry_never_sees_held_out_labels(tmp_dataset_copy):
+    root = str(tmp_dataset_copy("TUDataset/MUTAG"))
+    cfg = TrainConfig(dataset="mutag", root=root, students=["gin", "gcn"], method="gml",
+                      epochs=3, warmup=0, progress=False, transductive=True)
+    honest = Trainer(cfg)
+    split = honest.dataset.split(0)
+    seen = {"labelled": 0, "unlabelled": 0, "steps": 0}
+
+    # every batch mixes labelled training graphs with unlabelled held-out ones, and the
+    # held-out graphs reach the loss with label -1
+    def spy(self, logits, y, mask=None, *args, **kw):
+        assert mask is not None and mask.dtype == torch.bool and bool(mask.any())
+        assert bool((y[~mask] == -1).all()) and bool((y[mask] >= 0).all())
+        seen["labelled"] += int(mask.sum())
+        seen["unlabelled"] += int((~mask).sum())
+        seen["steps"] += 1
+        return real(self, logits, y, mask, *args, **kw)
+
+    from graphmutual.mutual import MutualEnsemble
+
+    real = MutualEnsemble.loss
+    MutualEnsemble.loss = spy
+    try:
+        rows = _loss_history(honest)
+    finally:
+        MutualEnsemble.loss = real
+    steps = -(-len(split.train) // honest.batch_size)  # as many as an inductive epoch
+    assert seen == {"labelled": 3 * len(split.train), "steps": 3 * steps,
+                    "unlabelled": 3 * (len(split.val) + len(split.test))}
+
+    # flipping every validation and test label changes nothing in training (the folds are
+    # stratified by label, so the flipped run is given the honest run's split)
+    flipped = Trainer(cfg)
+    flipped.dataset.split = lambda seed: split
+    held_out = torch.cat([split.val, split.test])
+    flipped.dataset.data._data.y[held_out] = 1 - flipped.dataset.data._data.y[held_out]
+    assert int(flipped.dataset.data[int(held_out[0])].y) != int(
+        honest.dataset.data[int(held_out[0])].y)
+    assert _loss_history(flipped) == rows
+
+
+def test_transductive_is_a_no_op_without_mimicry(tmp_dataset_copy):
+    root = str(tmp_dataset_copy("TUDataset/MUTAG"))
+    runs = [_loss_history(Trainer(TrainConfig(
+        dataset="mutag", root=root, students=["gin", "gcn"], method="independent", epochs=2,
+        progress=False, transductive=flag))) for flag in (False, True)]
+    assert runs[0] == runs[1]  # independent students never see unlabelled graphs
+    with pytest.raises(ConfigError, match="transductive must be true or false"):
+        TrainConfig(transductive="yes")

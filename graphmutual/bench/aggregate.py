@@ -6,6 +6,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from graphmutual.bench.presets import settings_suffix
+
 BEST = "best student"
 ENSEMBLE = "ensemble"
 ENSEMBLE_ALW = "ensemble_alw"
@@ -200,6 +202,15 @@ def headline_table(agg: Dict[str, Any], order: Optional[Sequence[str]] = None,
     return "\n".join(lines)
 
 
+def split_variant(variant: str) -> Tuple[str, str]:
+    """Split a variant into its method and its ``@settings`` suffix (``""`` when none).
+
+    ``"gml-no-alw@num_layers=3"`` -> ``("gml-no-alw", "@num_layers=3")``.
+    """
+    base, at, settings = variant.partition("@")
+    return base, at + settings
+
+
 def _paired(a: Dict[str, Any], b: Dict[str, Any], member: str) -> Tuple[List[float], List[float]]:
     """Test values of ``member`` in variants ``a`` and ``b`` on the seeds both ran."""
     va = dict(zip(a["seeds"], a["members"][member]["test"]["values"]))
@@ -222,12 +233,13 @@ def comparisons(agg: Dict[str, Any], ours: str = "gml",
     for ds, entry in agg["datasets"].items():
         variants = entry["variants"]
         for variant in variants:
-            if variant != ours and not variant.startswith(ours + "@"):
+            base_name, settings = split_variant(variant)
+            if base_name != ours:
                 continue
-            settings = variant[len(ours):]
             for member in variants[variant]["members"]:
                 for base in baselines:
-                    theirs = variants.get(base + settings, {})
+                    # an independent baseline ran without mimicry-only settings
+                    theirs = variants.get(base + settings_suffix(base, settings), {})
                     if member not in theirs.get("members", {}):
                         continue
                     x, y = _paired(variants[variant], theirs, member)
@@ -275,29 +287,34 @@ def ablation_table(agg: Dict[str, Any], ours: str = "gml") -> str:
     ``gml@num_layers=3``), as in :func:`comparisons`. Negative = the ablated component
     helped (removing it costs accuracy).
     """
-    lines: List[str] = []
+    pairs = []  # (dataset, variant, reference) in report order
     for ds, entry in agg["datasets"].items():
         variants = entry["variants"]
         for v in variants:
-            base = v.split("@", 1)[0]
-            ref = ours + v[len(base):]
-            if not base.startswith(ours + "-") or ref not in variants:
+            base, settings = split_variant(v)
+            if base.startswith(ours + "-") and ours + settings in variants:
+                pairs.append((ds, v, ours + settings))
+    if not pairs:
+        return ""
+    # columns: every member of any reference, in order of first appearance, so datasets
+    # with different cohorts (e.g. an MLP student on one of them) stay aligned
+    members = list(dict.fromkeys(
+        m for ds, _, ref in pairs for m in agg["datasets"][ds]["variants"][ref]["members"]
+        if m != ENSEMBLE_ALW))
+    lines = ["| dataset | variant | n | " + " | ".join(members) + " |",
+             "|" + "---|" * (3 + len(members))]
+    for ds, v, ref in pairs:
+        variants = agg["datasets"][ds]["variants"]
+        cells, n = [], 0
+        for m in members:
+            if m not in variants[v]["members"] or m not in variants[ref]["members"]:
+                cells.append("–")
                 continue
-            members = [m for m in variants[ref]["members"] if m != ENSEMBLE_ALW]
-            if not lines:
-                lines = ["| dataset | variant | n | " + " | ".join(members) + " |",
-                         "|" + "---|" * (3 + len(members))]
-            cells, n = [], 0
-            for m in members:
-                if m not in variants[v]["members"]:
-                    cells.append("–")
-                    continue
-                x, y = _paired(variants[v], variants[ref], m)
-                n = max(n, len(x))
-                cells.append(f"{(np.mean(x) - np.mean(y)) * 100:+.2f}" if x else "–")
-            lines.append(f"| {ds} | {v} − {ref} | {n} | " + " | ".join(cells) + " |")
-    if lines:
-        lines += ["", "Negative: the variant is worse than full GML on the same seeds."]
+            x, y = _paired(variants[v], variants[ref], m)
+            n = max(n, len(x))
+            cells.append(f"{(np.mean(x) - np.mean(y)) * 100:+.2f}" if x else "–")
+        lines.append(f"| {ds} | {v} − {ref} | {n} | " + " | ".join(cells) + " |")
+    lines += ["", "Negative: the variant is worse than full GML on the same seeds."]
     return "\n".join(lines)
 
 

@@ -253,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
     order = list(dict.fromkeys(s.variant for s in specs))
     # say what will run before anything does: `--seeds 3` is a count (seeds 0-2), and a
     # suite of hours should not reveal a misread only in its report
-    print(f"bench: {len(specs)} runs planned: datasets {', '.join(datasets)}; methods "
+    what = "runs to aggregate from the cache" if args.aggregate_only else "runs planned"
+    print(f"bench: {len(specs)} {what}: datasets {', '.join(datasets)}; methods "
           f"{', '.join(order)}; seeds {seed_summary(seeds)}", file=sys.stderr)
     if not args.aggregate_only:
         data_root = writable_root(root, datasets, args.data_cache or None)

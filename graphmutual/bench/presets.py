@@ -35,6 +35,30 @@ def _variants() -> Dict[str, Dict[str, Any]]:
     return out
 
 
+#: :class:`~graphmutual.train.TrainConfig` keys that act only through mimicry.  They cannot
+#: change an ``independent`` run, so :func:`expand_suite` leaves them out of its specs: with
+#: ``--set transductive=true`` the independent rows are the plain runs (from the cache), and
+#: GML's rows are compared with them.
+MIMICRY_ONLY_KEYS = frozenset({"transductive", "divergence", "temperature", "mimic_weight",
+                               "warmup", "t_min", "t_max", "renyi_alpha", "balance"})
+
+
+def changes_result(variant: str, key: str) -> bool:
+    """Whether setting TrainConfig ``key`` can change a run of method ``variant``."""
+    return not (VARIANTS.get(variant, {}).get("method") == "independent"
+                and key in MIMICRY_ONLY_KEYS)
+
+
+def settings_suffix(variant: str, suffix: str) -> str:
+    """The part of a ``@key=value...`` settings suffix that can change ``variant``'s runs.
+
+    ``settings_suffix("independent", "@lr=0.01@t_min=1.0") == "@lr=0.01"``; for any
+    variant with mimicry the suffix is returned unchanged.
+    """
+    parts = [p for p in suffix.split("@")[1:] if changes_result(variant, p.split("=", 1)[0])]
+    return "".join("@" + p for p in parts)
+
+
 #: Every method variant the suite knows.
 VARIANTS: Dict[str, Dict[str, Any]] = _variants()
 #: The ablation set (``--methods ablations``): GML, without ALW, without EE, each divergence.
@@ -109,20 +133,22 @@ def expand_suite(
     ``overrides`` (``epochs``, ``hidden``, ``lr``, ...) apply to every run and enter the
     cache key. ``settings`` (any other :class:`~graphmutual.train.TrainConfig` keys, e.g.
     ``{"t_min": 1.0}``) do too, and are appended to the variant's name
-    (``gml@t_min=1.0``) so that runs of a sweep stay apart in the tables. A cohort of one
-    student runs ``independent`` only.
+    (``gml@t_min=1.0``) so that runs of a sweep stay apart in the tables -- except the
+    :data:`MIMICRY_ONLY_KEYS`, which ``independent`` runs leave out (:func:`settings_suffix`).
+    A cohort of one student runs ``independent`` only.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     settings = dict(sorted((settings or {}).items()))
-    suffix = "".join(f"@{k}={v}" for k, v in settings.items())
     specs = []
     for ds in resolve_datasets(datasets):
         for variant in resolve_methods(methods):
             if len(students) < 2 and variant != "independent":
                 raise ValueError(f"method '{variant}' needs at least 2 students "
                                  f"(got {list(students)})")
+            kept = {k: v for k, v in settings.items() if changes_result(variant, k)}
+            own = "".join(f"@{k}={v}" for k, v in kept.items())
             cfg = {"dataset": ds, "students": list(students), **VARIANTS[variant],
-                   **settings, **overrides}
+                   **kept, **overrides}
             for seed in seeds:
-                specs.append(RunSpec(ds, variant + suffix, int(seed), cfg))
+                specs.append(RunSpec(ds, variant + own, int(seed), cfg))
     return specs

@@ -40,6 +40,11 @@ class TrainConfig:
     tasks with ``edge_attr`` only; off by default) lets the GAT and GIN students read the
     edge features: OGB bond features through OGB's ``BondEncoder`` (GIN becomes GINE, as in
     the OGB molecule examples), float edge features through a linear layer.
+    ``transductive`` (graph tasks with mimicry only; off by default) lets the peers also
+    mimic each other on the validation and test graphs -- their inputs, never their labels
+    -- as they do on the unlabelled nodes of a node-classification graph.  It is
+    transductive semi-supervised learning, not the standard inductive graph protocol, so
+    results with it are reported as their own rows.
     """
 
     dataset: str = "cora"
@@ -67,6 +72,7 @@ class TrainConfig:
     gin_norm: Optional[str] = None
     pool: Optional[str] = None
     edge_features: bool = False
+    transductive: bool = False
     batch_size: Optional[int] = None
     patience: Optional[int] = None
     seeds: List[int] = field(default_factory=lambda: [0])
@@ -107,8 +113,9 @@ class TrainConfig:
             raise ConfigError(f"gin_norm must be one of {GIN_NORMS} (got {self.gin_norm!r})")
         if self.pool is not None and self.pool not in POOLS:
             raise ConfigError(f"pool must be one of {sorted(POOLS)} (got {self.pool!r})")
-        if not isinstance(self.edge_features, bool):
-            raise ConfigError(f"edge_features must be true or false (got {self.edge_features!r})")
+        for name in ("edge_features", "transductive"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false (got {getattr(self, name)!r})")
         if self.checkpoint_every <= 0:
             raise ConfigError("checkpoint_every must be a positive integer")
         if not 0 < self.t_min <= self.t_max:

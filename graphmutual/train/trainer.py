@@ -186,6 +186,39 @@ class Trainer:
         return DataLoader(self.dataset.data[index], batch_size=bs, shuffle=shuffle,
                           generator=generator)
 
+    def _transductive_loader(self, split, generator):
+        r"""Training batches that also carry the unlabelled (validation + test) graphs.
+
+        Each batch holds one shuffled chunk of the training graphs and an equal share of the
+        unlabelled ones, so an epoch has as many steps as an inductive one and every batch
+        has labelled graphs.  The unlabelled graphs are copies whose ``y`` is ``-1`` and
+        whose ``labelled`` flag is false: their labels never reach the loss.
+        """
+        from torch_geometric.loader import DataLoader
+
+        # keyed on the split object itself (a reference, so its id cannot be reused)
+        if getattr(self, "_transductive_split", None) is not split:
+            def flagged(index, labelled: bool):
+                out = []
+                for g in self.dataset.data[index]:
+                    g = g.clone()
+                    if not labelled:
+                        g.y = torch.full_like(g.y, -1)
+                    g.labelled = torch.tensor([labelled])
+                    out.append(g)
+                return out
+
+            unlabelled = torch.cat([split.val, split.test])
+            self._transductive_graphs = flagged(split.train, True) + flagged(unlabelled, False)
+            self._transductive_sizes = (len(split.train), len(unlabelled))
+            self._transductive_split = split
+        n_lab, n_unl = self._transductive_sizes
+        steps = math.ceil(n_lab / self.batch_size)
+        lab = torch.randperm(n_lab, generator=generator).tensor_split(steps)
+        unl = (torch.randperm(n_unl, generator=generator) + n_lab).tensor_split(steps)
+        batches = [torch.cat([a, b]).tolist() for a, b in zip(lab, unl)]
+        return DataLoader(self._transductive_graphs, batch_sampler=batches)
+
     def _graph_epoch(self, cohort, opt, split, epoch, seed):
         cohort.train()
         cohort.set_epoch(epoch)
@@ -193,15 +226,19 @@ class Trainer:
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         totals: Dict[str, float] = {}
         batches = 0
-        for batch in self._graph_loader(split.train, True, gen):
+        transductive = self.config.transductive and cohort.weighting != "none"
+        loader = (self._transductive_loader(split, gen) if transductive
+                  else self._graph_loader(split.train, True, gen))
+        for batch in loader:
             batch = batch.to(self.device)
             inputs = (batch.x, batch.edge_index)
             kwargs = {"batch": batch.batch, "edge_attr": batch.get("edge_attr")}
+            mask = batch.labelled if transductive else None
             if cohort.schedule == "alternating":
-                losses = cohort.alternating_step(inputs, batch.y, None, opt, kwargs=kwargs)
+                losses = cohort.alternating_step(inputs, batch.y, mask, opt, kwargs=kwargs)
             else:
                 opt.zero_grad(set_to_none=True)
-                losses = cohort.loss(cohort(*inputs, **kwargs), batch.y)
+                losses = cohort.loss(cohort(*inputs, **kwargs), batch.y, mask)
                 losses["total"].backward()
                 opt.step()
             for k, v in losses.items():
