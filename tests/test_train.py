@@ -6,6 +6,7 @@ import torch
 from torch_geometric.nn.models import GCN as PyGGCN
 
 from graphmutual.data import load_dataset
+from graphmutual.mutual import MutualEnsemble
 from graphmutual.train import (
     CheckpointError,
     ConfigError,
@@ -233,7 +234,7 @@ def _loss_history(trainer: Trainer, seed: int = 0):
     return [{k: v for k, v in r.items() if k.startswith("loss/")} for r in rows]
 
 
-def test_transductive_graph_mimicry_never_sees_held_out_labels(tmp_dataset_copy):
+def test_transductive_graph_mimicry_never_sees_held_out_labels(tmp_dataset_copy, monkeypatch):
     root = str(tmp_dataset_copy("TUDataset/MUTAG"))
     cfg = TrainConfig(dataset="mutag", root=root, students=["gin", "gcn"], method="gml",
                       epochs=3, warmup=0, progress=False, transductive=True)
@@ -251,14 +252,10 @@ def test_transductive_graph_mimicry_never_sees_held_out_labels(tmp_dataset_copy)
         seen["steps"] += 1
         return real(self, logits, y, mask, *args, **kw)
 
-    from graphmutual.mutual import MutualEnsemble
-
     real = MutualEnsemble.loss
-    MutualEnsemble.loss = spy
-    try:
-        rows = _loss_history(honest)
-    finally:
-        MutualEnsemble.loss = real
+    monkeypatch.setattr(MutualEnsemble, "loss", spy)
+    rows = _loss_history(honest)
+    monkeypatch.undo()
     steps = -(-len(split.train) // honest.batch_size)  # as many as an inductive epoch
     assert seen == {"labelled": 3 * len(split.train), "steps": 3 * steps,
                     "unlabelled": 3 * (len(split.val) + len(split.test))}

@@ -113,6 +113,7 @@ class Trainer:
         self.patience = config.patience or d["patience"]
         self.batch_size = config.batch_size or d["batch_size"]
         self.output = Path(config.output) if config.output else None
+        self._transductive = None  # (split, flagged graphs) of the last transductive split
         self.normalize_features = False
         if self.dataset.task == "node":
             validate_graph(self.dataset.data, self.dataset.num_classes)
@@ -196,8 +197,8 @@ class Trainer:
         """
         from torch_geometric.loader import DataLoader
 
-        # keyed on the split object itself (a reference, so its id cannot be reused)
-        if getattr(self, "_transductive_split", None) is not split:
+        # built once per split; keyed on the split object itself (held, so its id is not reused)
+        if self._transductive is None or self._transductive[0] is not split:
             def flagged(index, labelled: bool):
                 out = []
                 for g in self.dataset.data[index]:
@@ -208,16 +209,16 @@ class Trainer:
                     out.append(g)
                 return out
 
-            unlabelled = torch.cat([split.val, split.test])
-            self._transductive_graphs = flagged(split.train, True) + flagged(unlabelled, False)
-            self._transductive_sizes = (len(split.train), len(unlabelled))
-            self._transductive_split = split
-        n_lab, n_unl = self._transductive_sizes
+            held_out = torch.cat([split.val, split.test])
+            self._transductive = (split, flagged(split.train, True) + flagged(held_out, False))
+        graphs = self._transductive[1]
+        n_lab = len(split.train)
+        n_unl = len(graphs) - n_lab
         steps = math.ceil(n_lab / self.batch_size)
         lab = torch.randperm(n_lab, generator=generator).tensor_split(steps)
         unl = (torch.randperm(n_unl, generator=generator) + n_lab).tensor_split(steps)
         batches = [torch.cat([a, b]).tolist() for a, b in zip(lab, unl)]
-        return DataLoader(self._transductive_graphs, batch_sampler=batches)
+        return DataLoader(graphs, batch_sampler=batches)
 
     def _graph_epoch(self, cohort, opt, split, epoch, seed):
         cohort.train()
