@@ -115,6 +115,77 @@ def test_config_hash_is_stable_and_distinguishes_configs():
     assert config_hash(a) != config_hash(RunSpec("cora", "gml", 0, {**a.config, "epochs": 6}))
 
 
+def _keys(specs):
+    return {s.variant: config_hash(s) for s in specs}
+
+
+def test_changing_a_default_retrains_exactly_the_runs_that_inherit_it(monkeypatch):
+    from graphmutual.bench import inherited
+    from graphmutual.train import cohort
+
+    def suite():
+        return (expand_suite(["cora", "mutag"], ["independent", "dml", "gml", "gml-js"],
+                             ["gcn", "gat"], [0])
+                + expand_suite(["cora"], ["gml"], ["gcn", "gat"], [0],
+                               settings={"divergence": "kl"}))
+
+    before = {(s.dataset, s.variant): config_hash(s) for s in suite()}
+    assert all(inherited.defaults_drift(s) == {} for s in suite())
+
+    # a class default of TrainConfig: only the GML runs that do not set it change
+    fields = dict(inherited.result_fields(), divergence="balanced")
+    monkeypatch.setattr(inherited, "result_fields", lambda: fields)
+    after = {(s.dataset, s.variant): config_hash(s) for s in suite()}
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {("cora", "dml"), ("cora", "gml"), ("mutag", "dml"), ("mutag", "gml")}
+    assert inherited.defaults_drift(suite()[2]) == {"divergence": "balanced"}
+    monkeypatch.undo()
+
+    # a task default: only the graph dataset's runs change, independent ones included
+    monkeypatch.setitem(cohort.TASK_DEFAULTS, "graph", dict(cohort.GRAPH_DEFAULTS, lr=0.01))
+    after = {(s.dataset, s.variant): config_hash(s) for s in suite()}
+    assert {k for k in before if before[k] != after[k]} == {
+        ("mutag", v) for v in ("independent", "dml", "gml", "gml-js")}
+    monkeypatch.undo()
+
+    # a method preset: only that method's runs change; restoring it restores the keys
+    monkeypatch.setitem(inherited.PRESETS, "gml", {"weighting": "adaptive", "entropy": 0.2})
+    after = {(s.dataset, s.variant): config_hash(s) for s in suite()}
+    assert {k for k in before if before[k] != after[k]} == {
+        (d, v) for d in ("cora", "mutag") for v in ("gml", "gml-js")} | {
+        ("cora", "gml@divergence=kl")}
+    monkeypatch.undo()
+    assert {(s.dataset, s.variant): config_hash(s) for s in suite()} == before
+
+
+def test_baseline_defaults_cover_every_result_field():
+    from graphmutual.bench import inherited
+    from graphmutual.train import cohort
+
+    # a new TrainConfig field must be added to the baseline, or every cached run retrains
+    assert set(inherited.result_fields()) <= set(inherited.BASELINE_CONFIG)
+    assert set(inherited.BASELINE_TASK) == set(cohort.TASK_DEFAULTS)
+    spec = expand_suite(["ogbg-molbace"], ["gml"], ["gcn", "gin"], [0])[0]
+    settings = inherited.inherited_settings(spec)
+    assert settings["hidden"] == 256 and settings["weighting"] == "adaptive"
+    assert "method" not in settings and "output" not in settings
+
+
+def test_cache_records_the_inherited_drift(tmp_path, monkeypatch):
+    from graphmutual.bench import inherited
+
+    cache = RunCache(tmp_path)
+    spec = expand_suite(["cora"], ["gml"], ["gcn", "gat"], [0])[0]
+    cache.put(spec, {"members": {}})
+    assert json.loads(cache.path(spec).read_text())["inherited_drift"] == {}
+    monkeypatch.setattr(inherited, "result_fields",
+                        lambda: dict(inherited.BASELINE_CONFIG, t_min=1.0))
+    assert cache.get(spec) is None  # trained with the old default: not reused
+    cache.put(spec, {"members": {}})
+    assert json.loads(cache.path(spec).read_text())["inherited_drift"] == {"t_min": 1.0}
+    assert cache.get(spec) is not None
+
+
 def test_cache_roundtrip_corrupt_and_resume_order(tmp_path):
     cache = RunCache(tmp_path)
     specs = expand_suite(["cora"], ["independent", "dml"], ["gcn", "gat"], [0, 1, 2])

@@ -4,6 +4,7 @@ The top layer of graphmutual: it may import :mod:`graphmutual.train`, ``data``, 
 and ``nn``; only :mod:`graphmutual.cli` imports it.
 
 * :mod:`~graphmutual.bench.presets` — datasets, method variants, the :class:`RunSpec`;
+* :mod:`~graphmutual.bench.inherited` — the defaults a run inherits (they enter its key);
 * :mod:`~graphmutual.bench.cache` — one JSON per finished run, keyed by a config hash;
 * :mod:`~graphmutual.bench.worker` — runs one configuration in a fresh subprocess;
 * :mod:`~graphmutual.bench.runner` — expands a suite, skips cached runs, runs the rest;

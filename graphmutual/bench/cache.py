@@ -8,16 +8,25 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Union
 
+from graphmutual.bench.inherited import defaults_drift
 from graphmutual.bench.presets import RunSpec
 
 #: Bumped when a change to the harness invalidates earlier results.
 CACHE_VERSION = 1
 
 
+def key_payload(spec: RunSpec) -> Dict[str, Any]:
+    """What :func:`config_hash` hashes: the spec, plus the defaults it inherits that
+    differ from the baseline (:func:`~graphmutual.bench.inherited.defaults_drift`; left out
+    while empty, so keys made before defaults were covered stay valid)."""
+    drift = defaults_drift(spec)
+    return {"v": CACHE_VERSION, **spec.key_dict(), **({"defaults": drift} if drift else {})}
+
+
 def config_hash(spec: RunSpec) -> str:
     """A stable 16-hex-digit key of everything that determines ``spec``'s result."""
-    payload = json.dumps({"v": CACHE_VERSION, **spec.key_dict()}, sort_keys=True,
-                         separators=(",", ":"), default=str)
+    payload = json.dumps(key_payload(spec), sort_keys=True, separators=(",", ":"),
+                         default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -57,8 +66,9 @@ class RunCache:
 
     def put(self, spec: RunSpec, result: Dict[str, Any]) -> Path:
         p = self.path(spec)
-        atomic_write_json(p, {**result, "key": config_hash(spec), "spec": spec.key_dict()},
-                          indent=None)
+        payload = key_payload(spec)
+        atomic_write_json(p, {**result, "key": config_hash(spec), "spec": spec.key_dict(),
+                              "inherited_drift": payload.get("defaults", {})}, indent=None)
         return p
 
     def __contains__(self, spec: RunSpec) -> bool:

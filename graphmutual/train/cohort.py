@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional
 
 from torch import nn
 
-from graphmutual.data import GraphDataset
+from graphmutual.data import DATASETS, GraphDataset, canonical_name
 from graphmutual.mutual import MutualEnsemble
 from graphmutual.nn import EDGE_FEATURE_STUDENTS, GraphStudent, build_student
 
@@ -28,12 +28,31 @@ ROW_NORMALISED = ("cora", "citeseer", "pubmed")
 RAW_NODE_DEFAULTS = dict(NODE_DEFAULTS, normalize_features=False, gin_norm="batch_norm")
 
 
+#: The task defaults of each kind of dataset (:func:`task_kind`).
+TASK_DEFAULTS: Dict[str, dict] = {"node": NODE_DEFAULTS, "node-raw": RAW_NODE_DEFAULTS,
+                                  "graph": GRAPH_DEFAULTS, "ogb-mol": OGB_MOL_DEFAULTS}
+
+
+def task_kind(name: str, task: str, atom_features: bool = False) -> str:
+    """Which :data:`TASK_DEFAULTS` entry a dataset gets: ``"node"`` (row-normalised
+    Planetoid), ``"node-raw"`` (other node datasets), ``"graph"`` or ``"ogb-mol"``."""
+    if task == "node":
+        return "node" if name.lower() in ROW_NORMALISED else "node-raw"
+    return "ogb-mol" if atom_features else "graph"
+
+
 def task_defaults(dataset: GraphDataset) -> dict:
-    if dataset.task == "node":
-        if dataset.name.lower() not in ROW_NORMALISED:
-            return RAW_NODE_DEFAULTS
-        return NODE_DEFAULTS
-    return OGB_MOL_DEFAULTS if dataset.atom_features else GRAPH_DEFAULTS
+    """The defaults a :class:`~graphmutual.train.TrainConfig` ``None`` field takes on
+    ``dataset`` (the shared dict: do not modify it)."""
+    return TASK_DEFAULTS[task_kind(dataset.name, dataset.task, dataset.atom_features)]
+
+
+def registered_task_kind(name: str) -> str:
+    """:func:`task_kind` of a registered dataset, read from the registry without loading
+    it (``ValueError`` for an unknown name)."""
+    spec = DATASETS[canonical_name(name)]
+    # the bundled Cora loads under its source name, "cora"
+    return task_kind(spec.source_name, spec.task, spec.family == "ogbg")
 
 
 def unique_names(names: List[str]) -> List[str]:
