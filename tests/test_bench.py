@@ -130,15 +130,14 @@ def test_changing_a_default_retrains_exactly_the_runs_that_inherit_it(monkeypatc
                                settings={"divergence": "kl"}))
 
     before = {(s.dataset, s.variant): config_hash(s) for s in suite()}
-    assert all(inherited.defaults_drift(s) == {} for s in suite())
 
-    # a class default of TrainConfig: only the GML runs that do not set it change
-    fields = dict(inherited.result_fields(), divergence="balanced")
+    # a class default of TrainConfig: only the mimicry runs that do not set it change
+    fields = dict(inherited.result_fields(), divergence="js")
     monkeypatch.setattr(inherited, "result_fields", lambda: fields)
     after = {(s.dataset, s.variant): config_hash(s) for s in suite()}
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {("cora", "dml"), ("cora", "gml"), ("mutag", "dml"), ("mutag", "gml")}
-    assert inherited.defaults_drift(suite()[2]) == {"divergence": "balanced"}
+    assert inherited.defaults_drift(suite()[2]) == {"divergence": "js"}
     monkeypatch.undo()
 
     # a task default: only the graph dataset's runs change, independent ones included
@@ -177,12 +176,14 @@ def test_cache_records_the_inherited_drift(tmp_path, monkeypatch):
     cache = RunCache(tmp_path)
     spec = expand_suite(["cora"], ["gml"], ["gcn", "gat"], [0])[0]
     cache.put(spec, {"members": {}})
-    assert json.loads(cache.path(spec).read_text())["inherited_drift"] == {}
-    monkeypatch.setattr(inherited, "result_fields",
-                        lambda: dict(inherited.BASELINE_CONFIG, t_min=1.0))
+    drift = inherited.defaults_drift(spec)
+    assert json.loads(cache.path(spec).read_text())["inherited_drift"] == drift
+    fields = dict(inherited.result_fields(), t_min=1.0)
+    monkeypatch.setattr(inherited, "result_fields", lambda: fields)
     assert cache.get(spec) is None  # trained with the old default: not reused
     cache.put(spec, {"members": {}})
-    assert json.loads(cache.path(spec).read_text())["inherited_drift"] == {"t_min": 1.0}
+    assert json.loads(cache.path(spec).read_text())["inherited_drift"] == {**drift,
+                                                                          "t_min": 1.0}
     assert cache.get(spec) is not None
 
 

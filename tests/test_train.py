@@ -211,6 +211,33 @@ def test_gin_gets_batch_norm_only_on_raw_feature_node_datasets():
         TrainConfig(gin_norm="batchnorm")
 
 
+def test_gml_divergence_default_is_balanced_on_planetoid_and_kl_elsewhere(tmp_dataset_copy):
+    import dataclasses
+
+    from graphmutual.data import load_dataset
+    from graphmutual.train import build_cohort
+    from graphmutual.train.cohort import registered_task_kind
+
+    cora = load_dataset("cora")
+    photo_like = dataclasses.replace(cora, name="amazon-photo")
+    mutag = load_dataset("mutag", root=str(tmp_dataset_copy("TUDataset/MUTAG")))
+
+    def divergence(ds, **overrides):
+        return build_cohort(ds, TrainConfig(students=["gcn", "gin"], **overrides)).divergence
+
+    assert divergence(cora) == "balanced"
+    assert divergence(photo_like) == "kl" and divergence(mutag) == "kl"
+    assert divergence(cora, method="dml") == "kl"  # DML is defined with KL
+    # the config wins both ways
+    assert divergence(cora, divergence="kl") == "kl"
+    assert divergence(mutag, divergence="js") == "js"
+    assert divergence(cora, method="dml", divergence="balanced") == "balanced"
+    # the registry gives the same task kind without loading the dataset
+    assert [registered_task_kind(n) for n in ("cora", "cora-bundled", "amazon-photo",
+                                              "mutag", "ogbg-molbace")] == [
+        "node", "node", "node-raw", "graph", "ogb-mol"]
+
+
 def test_graph_readout_is_configurable(tmp_dataset_copy):
     from torch_geometric.nn import global_add_pool, global_mean_pool
 

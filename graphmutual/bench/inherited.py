@@ -27,7 +27,7 @@ from typing import Any, Dict, Mapping
 from graphmutual.bench.presets import MIMICRY_ONLY_KEYS, RunSpec
 from graphmutual.mutual import PRESETS
 from graphmutual.train import TrainConfig
-from graphmutual.train.cohort import TASK_DEFAULTS, registered_task_kind
+from graphmutual.train.cohort import TASK_DEFAULTS, registered_task_kind, resolve_default
 
 #: ``TrainConfig`` fields that cannot change a run's result (where it runs, what it writes).
 NOT_RESULT_FIELDS = frozenset({"dataset", "root", "students", "method", "seeds", "device",
@@ -72,15 +72,10 @@ def result_fields() -> Dict[str, Any]:
 def _resolve(spec: RunSpec, config: Mapping[str, Any], task: Mapping[str, Any],
              presets: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
     method = spec.config.get("method", "gml")
-    preset = presets.get(method, {})
-    out = {}
-    for key, value in config.items():
-        if key in spec.config or (method == "independent" and key in MIMICRY_ONLY_KEYS):
-            continue
-        if value is None:
-            value = task[key] if key in task else preset.get(key)
-        out[key] = value
-    return out
+    return {key: resolve_default(key, value, method, task, presets)
+            for key, value in config.items()
+            if key not in spec.config
+            and not (method == "independent" and key in MIMICRY_ONLY_KEYS)}
 
 
 def inherited_settings(spec: RunSpec) -> Dict[str, Any]:

@@ -26,12 +26,14 @@ GIN_NORMS = ("none", "batch_norm")
 class TrainConfig:
     """Everything a :class:`~graphmutual.train.Trainer` run needs.
 
-    ``None`` for ``lr``, ``epochs``, ``hidden``, ``num_layers``, ``batch_size``,
-    ``patience``, ``warmup`` and ``normalize_features`` means "the task's default" (see
-    :data:`graphmutual.train.cohort.NODE_DEFAULTS` and ``GRAPH_DEFAULTS``): node tasks
-    lr 0.01, 200 epochs, hidden 64, 2 layers, patience 100, a 50-epoch mimicry warm-up and,
-    on Planetoid datasets, row-normalised features (as in Kipf & Welling 2017); graph tasks
-    lr 0.001, 100 epochs, hidden 64 (256 and 5 layers for OGB molecules), 3 layers,
+    ``None`` for ``divergence``, ``lr``, ``epochs``, ``hidden``, ``num_layers``,
+    ``batch_size``, ``patience``, ``warmup`` and ``normalize_features`` means "the task's
+    default" (see :data:`graphmutual.train.cohort.NODE_DEFAULTS` and ``GRAPH_DEFAULTS``):
+    node tasks lr 0.01, 200 epochs, hidden 64, 2 layers, patience 100, a 50-epoch mimicry
+    warm-up and, on Planetoid datasets, row-normalised features (as in Kipf & Welling
+    2017) and, for GML, the balanced forward/reverse KL divergence (chosen on validation;
+    KL elsewhere, and always for DML); graph tasks lr 0.001, 100 epochs, hidden 64 (256
+    and 5 layers for OGB molecules), 3 layers,
     batch 32, patience 50, a 10-epoch warm-up.  ``gin_norm`` (``None``: the task's default,
     batch norm on raw-feature node datasets and none elsewhere) is the normalisation between
     a GIN student's layers: ``"none"`` or ``"batch_norm"``.  ``pool`` (graph tasks only;
@@ -51,7 +53,7 @@ class TrainConfig:
     root: Optional[str] = None
     students: List[str] = field(default_factory=lambda: ["gcn", "gat", "gin"])
     method: str = "gml"
-    divergence: str = "kl"
+    divergence: Optional[str] = None
     temperature: float = 1.0
     mimic_weight: float = 1.0
     warmup: Optional[int] = None
