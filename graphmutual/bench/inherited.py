@@ -2,16 +2,19 @@
 
 A :class:`~graphmutual.bench.presets.RunSpec` names only what the suite sets (the method
 variant, ``--set``/``--epochs`` overrides); every other :class:`~graphmutual.train.TrainConfig`
-field takes its default — a class default (``divergence="kl"``), the task default of its
+field takes its default — a class default (``t_min=0.75``), the task default of its
 dataset (:data:`graphmutual.train.cohort.TASK_DEFAULTS`: ``lr``, ``epochs``, ``warmup``, ...)
 or the method's preset (:data:`graphmutual.mutual.PRESETS`: ``weighting``, ``entropy``).
 
 Hashing only the spec would let a cached run survive a change of a default it trained
 with, and a table would then label it with the new default. So the cache key also holds
 the **drift**: every inherited value that differs from the baseline — the defaults
-in force when this rule was introduced. Today the drift is empty for every run, so every
-key (and every checked-in run) is unchanged; change a default, and exactly the runs that
-inherit it get new keys and retrain, while the rest still come from the cache.
+in force when this rule was introduced, while the drift was still empty for every run, so
+no key made before it changed. Change a default, and exactly the runs that inherit it get
+new keys and retrain, while the rest still come from the cache: making the balanced
+divergence GML's default on the Planetoid datasets (session 8) gave new keys to the
+Cora/CiteSeer GML runs without a divergence setting (drift ``{"divergence": "balanced"}``)
+and to nothing else.
 
 When a field is *added* to ``TrainConfig``, add it to :data:`BASELINE_CONFIG` with the
 default that reproduces the old behaviour (a test checks that every field that can change
@@ -94,7 +97,7 @@ def baseline_settings(spec: RunSpec) -> Dict[str, Any]:
 
 
 def defaults_drift(spec: RunSpec) -> Dict[str, Any]:
-    """The inherited values of ``spec`` that differ from the baseline (``{}`` today).
+    """The inherited values of ``spec`` that differ from the baseline (usually ``{}``).
 
     A field that is new since the baseline counts as drift, so its runs retrain until it
     is added to :data:`BASELINE_CONFIG`.
