@@ -23,11 +23,14 @@ def key_payload(spec: RunSpec) -> Dict[str, Any]:
     return {"v": CACHE_VERSION, **spec.key_dict(), **({"defaults": drift} if drift else {})}
 
 
+def _hash(payload: Dict[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def config_hash(spec: RunSpec) -> str:
     """A stable 16-hex-digit key of everything that determines ``spec``'s result."""
-    payload = json.dumps(key_payload(spec), sort_keys=True, separators=(",", ":"),
-                         default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return _hash(key_payload(spec))
 
 
 def atomic_write_json(path: Path, obj: Any, indent: Optional[int] = 1) -> None:
@@ -67,7 +70,7 @@ class RunCache:
     def put(self, spec: RunSpec, result: Dict[str, Any]) -> Path:
         p = self.path(spec)
         payload = key_payload(spec)
-        atomic_write_json(p, {**result, "key": config_hash(spec), "spec": spec.key_dict(),
+        atomic_write_json(p, {**result, "key": _hash(payload), "spec": spec.key_dict(),
                               "inherited_drift": payload.get("defaults", {})}, indent=None)
         return p
 

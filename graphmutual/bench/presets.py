@@ -29,8 +29,8 @@ def _variants() -> Dict[str, Dict[str, Any]]:
         # ... and without entropy enhancement (ALW kept)
         "gml-no-ee": {"method": "gml", "entropy": 0.0},
     }
-    # each divergence set explicitly (plain gml uses the task's default: balanced on node
-    # tasks, KL on graph tasks, so one of these repeats gml under another key)
+    # each divergence set explicitly (plain gml uses the task's default -- balanced on the
+    # Planetoid datasets, KL elsewhere -- so one of these repeats gml under another key)
     for div in sorted(DIVERGENCES):
         out[f"gml-{div.replace('_', '-')}"] = {"method": "gml", "divergence": div}
     return out
