@@ -40,7 +40,8 @@ $BENCH --root "$DATA" --datasets amazon-photo --methods gml,gml-balanced --seeds
 $BENCH --root "$DATA" --datasets cora,citeseer,amazon-photo --students gin \
     --methods independent --seeds 3 --sweep gin_norm=none,batch_norm --name check-gin-norm
 #     Amazon Photo (10 seeds) and Coauthor CS (3 seeds) = random 20/30-per-class splits,
-#     raw features, GIN with batch norm (the task defaults since session 3)
+#     raw features, GIN with batch norm (the task defaults since session 3); node-photo was
+#     rebuilt from committed code in session 8 (its GML runs are check-divergence-photo's KL)
 $BENCH --root "$DATA" --datasets amazon-photo --methods main --seeds 10 --name node-photo
 $BENCH --root "$DATA" --datasets coauthor-cs --methods main --seeds 3 --name node-cs
 #     Coauthor CS seeds 3-9 (session 6; session 3's seeds 0-2 are not in the run cache),
