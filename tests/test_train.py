@@ -214,7 +214,6 @@ def test_gin_gets_batch_norm_only_on_raw_feature_node_datasets():
 def test_gml_divergence_default_is_balanced_on_planetoid_and_kl_elsewhere(tmp_dataset_copy):
     import dataclasses
 
-    from graphmutual.data import load_dataset
     from graphmutual.train import build_cohort
     from graphmutual.train.cohort import registered_task_kind
 

@@ -53,24 +53,29 @@ class RunCache:
     def __init__(self, root: Union[str, Path]) -> None:
         self.root = Path(root)
 
+    def _path(self, spec: RunSpec, key: str) -> Path:
+        return self.root / spec.dataset / f"{spec.variant}-s{spec.seed}-{key}.json"
+
     def path(self, spec: RunSpec) -> Path:
-        return self.root / spec.dataset / f"{spec.variant}-s{spec.seed}-{config_hash(spec)}.json"
+        return self._path(spec, config_hash(spec))
 
     def get(self, spec: RunSpec) -> Optional[Dict[str, Any]]:
         """The cached result of ``spec``, or ``None`` (a corrupt file counts as missing)."""
-        p = self.path(spec)
+        key = config_hash(spec)
+        p = self._path(spec, key)
         if not p.is_file():
             return None
         try:
             result = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        return result if result.get("key") == config_hash(spec) else None
+        return result if result.get("key") == key else None
 
     def put(self, spec: RunSpec, result: Dict[str, Any]) -> Path:
-        p = self.path(spec)
         payload = key_payload(spec)
-        atomic_write_json(p, {**result, "key": _hash(payload), "spec": spec.key_dict(),
+        key = _hash(payload)
+        p = self._path(spec, key)
+        atomic_write_json(p, {**result, "key": key, "spec": spec.key_dict(),
                               "inherited_drift": payload.get("defaults", {})}, indent=None)
         return p
 

@@ -74,7 +74,7 @@ def result_fields() -> Dict[str, Any]:
 
 def _resolve(spec: RunSpec, config: Mapping[str, Any], task: Mapping[str, Any],
              presets: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
-    method = spec.config.get("method", "gml")
+    method = spec.config.get("method", "gml").lower()
     return {key: resolve_default(key, value, method, task, presets)
             for key, value in config.items()
             if key not in spec.config

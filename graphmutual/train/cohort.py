@@ -72,6 +72,11 @@ def resolve_default(key: str, value: Any, method: str, task: Mapping[str, Any],
     return presets.get(method, {}).get(key)
 
 
+def config_value(config, key: str, task: Mapping[str, Any]) -> Any:
+    """:func:`resolve_default` of ``config.<key>`` for ``config.method``."""
+    return resolve_default(key, getattr(config, key), config.method.lower(), task)
+
+
 def registered_task_kind(name: str) -> str:
     """:func:`task_kind` of a registered dataset, read from the registry without loading
     it (``ValueError`` for an unknown name)."""
@@ -166,13 +171,13 @@ def _edge_encoder(dataset: GraphDataset, width: int, hidden: int) -> nn.Module:
 def build_cohort(dataset: GraphDataset, config) -> MutualEnsemble:
     """A :class:`~graphmutual.MutualEnsemble` for ``dataset`` as ``config`` describes it."""
     d = task_defaults(dataset)
-    gin_norm = d["gin_norm"] if config.gin_norm is None else config.gin_norm
+    gin_norm = config_value(config, "gin_norm", d)
     if config.pool is not None and dataset.task != "graph":
         raise ValueError(f"pool={config.pool!r} applies to graph tasks only; "
                          f"'{dataset.name}' is a {dataset.task} task")
     students = build_students(
-        dataset, config.students, config.hidden or d["hidden"],
-        config.num_layers or d["num_layers"], config.dropout,
+        dataset, config.students, config_value(config, "hidden", d),
+        config_value(config, "num_layers", d), config.dropout,
         student_kwargs={"gin": {"norm": gin_norm}} if gin_norm != "none" else None,
         pool=config.pool or "mean",
         edge_features=config.edge_features,
@@ -188,10 +193,10 @@ def build_cohort(dataset: GraphDataset, config) -> MutualEnsemble:
         weighting=config.weighting,
         entropy=config.entropy,
         entropy_mode=config.entropy_mode,
-        divergence=resolve_default("divergence", config.divergence, method, d),
+        divergence=config_value(config, "divergence", d),
         temperature=config.temperature,
         mimic_weight=config.mimic_weight,
-        warmup=d["warmup"] if config.warmup is None else config.warmup,
+        warmup=config_value(config, "warmup", d),
         t_min=config.t_min,
         t_max=config.t_max,
         schedule=config.schedule,

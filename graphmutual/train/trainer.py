@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from graphmutual.data import GraphDataset, load_dataset, validate_graph
 from graphmutual.mutual import MutualEnsemble
 from graphmutual.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
-from graphmutual.train.cohort import build_cohort, task_defaults
+from graphmutual.train.cohort import build_cohort, config_value, task_defaults
 from graphmutual.train.config import TrainConfig
 from graphmutual.train.export import export_student
 from graphmutual.train.metrics import evaluate
@@ -108,18 +108,16 @@ class Trainer:
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         d = task_defaults(self.dataset)
-        self.epochs = config.epochs or d["epochs"]
-        self.lr = config.lr or d["lr"]
-        self.patience = config.patience or d["patience"]
-        self.batch_size = config.batch_size or d["batch_size"]
+        self.epochs = config_value(config, "epochs", d)
+        self.lr = config_value(config, "lr", d)
+        self.patience = config_value(config, "patience", d)
+        self.batch_size = config_value(config, "batch_size", d)
         self.output = Path(config.output) if config.output else None
         self._transductive = None  # (split, flagged graphs) of the last transductive split
         self.normalize_features = False
         if self.dataset.task == "node":
             validate_graph(self.dataset.data, self.dataset.num_classes)
-            self.normalize_features = bool(d["normalize_features"]
-                                           if config.normalize_features is None
-                                           else config.normalize_features)
+            self.normalize_features = bool(config_value(config, "normalize_features", d))
             if self.normalize_features:
                 self.dataset = normalized_features(self.dataset)
 
