@@ -50,6 +50,9 @@ $BENCH --root "$DATA" --datasets coauthor-cs --methods main --seeds 3,4,5,6,7,8,
     --name node-cs-seeds3-9 --jobs 2 --seeds-per-job 1
 python benchmarks/merge_reports.py benchmarks/results/bench/node-cs.json \
     benchmarks/results/bench/node-cs-seeds3-9.json --name node-cs-10seeds
+#     one ENZYMES DML fold with the current code (flush on / off) and commit 7fe2f9b's code:
+#     why the old MUTAG/ENZYMES/Photo tables differ from reruns (the CPU, not the code)
+python benchmarks/check_reproducibility.py --root ~/.cache/graphmutual/bench-data
 #     why the bench workers flush denormals: a matmul on denormal inputs, flush off / on
 python benchmarks/bench_denormal.py
 #     why the GAT student sits below the GAT paper's Cora number (architecture check)
