@@ -397,7 +397,9 @@ def test_worker_reports_every_epoch_on_stdout(tmp_path):
     assert [e.get("epoch") for e in events[:-1]] == [1, 2, 3]
     assert {(e["dataset"], e["variant"], e["seed"], e["epochs"]) for e in events[:-1]} == {
         ("cora", "independent", 0, 3)}
-    assert events[-1] == {"done": "independent", "seed": 0}
+    done = events[-1]
+    assert done.pop("wall_seconds") > 0
+    assert done == {"done": "independent", "dataset": "cora", "seed": 0}
 
 
 def test_suite_progress_shows_each_running_job(capsys):
@@ -415,6 +417,30 @@ def test_suite_progress_shows_each_running_job(capsys):
                         progress)
     assert progress.bar.n == 2 and progress.bar.postfix == "mutag/gml seed 3 epoch 3/5"
     progress.close()
+
+
+def test_suite_progress_without_bar_logs_one_line_per_finished_run():
+    import io
+
+    log = io.StringIO()
+    progress = SuiteProgress(total=5, initial=2, enabled=False, log=log)
+    _handle_worker_line(json.dumps({"epoch": 1, "epochs": 5, "dataset": "mutag",
+                                    "variant": "dml", "seed": 3}), 0, progress)
+    assert log.getvalue() == ""  # epochs are not logged, only finished runs
+    _handle_worker_line(json.dumps({"done": "dml", "dataset": "mutag", "seed": 3,
+                                    "wall_seconds": 126.0}), 0, progress)
+    progress.run_done({"done": "gml", "dataset": "cora", "seed": 0})  # in-process: no time
+    progress.close()
+    assert log.getvalue().splitlines() == [
+        "bench: run 3/5 finished: mutag/dml seed 3 (2.1 min)",
+        "bench: run 4/5 finished: cora/gml seed 0",
+    ]
+    # with the bar, nothing is logged
+    quiet = io.StringIO()
+    bar = SuiteProgress(total=1, initial=0, enabled=True, log=quiet)
+    bar.run_done({"done": "gml", "dataset": "cora", "seed": 0})
+    bar.close()
+    assert quiet.getvalue() == ""
 
 
 @pytest.mark.parametrize("argv, exc, message", [

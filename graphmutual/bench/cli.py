@@ -105,7 +105,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--no-plots", action="store_true", help="skip the matplotlib figures")
     o.add_argument("--no-progress", action="store_true",
                    help="hide the progress bar (finished runs, and each running "
-                   "job's dataset, variant, seed and epoch)")
+                   "job's dataset, variant, seed and epoch) and print one line per "
+                   "finished run instead; also the default when stderr is not a terminal")
 
 
 def _split(text: Optional[str]) -> List[str]:

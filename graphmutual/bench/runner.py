@@ -11,7 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, TextIO, Tuple, Union
 
 from tqdm.auto import tqdm
 
@@ -100,18 +100,32 @@ def _payload(job: List[RunSpec], root: Optional[str], cache: RunCache,
 class SuiteProgress:
     """A tqdm bar over a suite's runs whose postfix shows each running job's epoch.
 
-    Thread-safe: one runner thread per worker subprocess reports into it.
+    Without the bar (``enabled=False``: ``--no-progress``, or stderr is not a terminal, as
+    under ``nohup``) every finished run is reported as one plain line on ``log`` instead,
+    e.g. ``bench: run 4/9 finished: mutag/gml seed 3 (2.1 min)``, so a long suite's log
+    shows where it is. Thread-safe: one runner thread per worker subprocess reports into it.
     """
 
-    def __init__(self, total: int, initial: int, enabled: bool = True) -> None:
+    def __init__(self, total: int, initial: int, enabled: bool = True,
+                 log: Optional[TextIO] = None) -> None:
         self.bar = tqdm(total=total, initial=initial, desc="bench", unit="run",
                         disable=not enabled, dynamic_ncols=True)
+        self.total, self.finished = total, initial
+        self.log = None if enabled else (log if log is not None else sys.stderr)
         self._lock = threading.Lock()
         self._running: Dict[int, str] = {}
 
-    def run_done(self) -> None:
+    def run_done(self, event: Optional[Dict] = None) -> None:
+        """Count one finished run; ``event`` is the worker's ``{"done": variant, ...}``."""
         with self._lock:
             self.bar.update(1)
+            self.finished += 1
+            if self.log is not None and event is not None:
+                what = f"{event.get('dataset', '?')}/{event['done']} seed {event.get('seed')}"
+                took = event.get("wall_seconds")
+                took = "" if took is None else f" ({took / 60:.1f} min)"
+                print(f"bench: run {self.finished}/{self.total} finished: {what}{took}",
+                      file=self.log, flush=True)
 
     def epoch(self, job: int, event: Dict) -> None:
         """Show ``event`` (a worker's ``{"epoch", "epochs", "dataset", ...}``) for ``job``."""
@@ -138,7 +152,7 @@ def _handle_worker_line(line: str, job: int, progress: SuiteProgress) -> None:
     except json.JSONDecodeError:
         return
     if "done" in event:
-        progress.run_done()
+        progress.run_done(event)
     elif "epoch" in event:
         progress.epoch(job, event)
 
@@ -181,7 +195,8 @@ def run_suite(specs: Sequence[RunSpec], cache: RunCache, root: Optional[str] = N
         threads: torch threads per worker.
         seeds_per_job: seeds run by one worker process before it exits.
         progress: show a tqdm bar over the suite's runs, with each running job's
-            dataset, variant, seed and epoch.
+            dataset, variant, seed and epoch; without it, one line on stderr per
+            finished run.
     """
     if jobs < 0 or threads < 1 or seeds_per_job < 1:
         raise ValueError("jobs must be >= 0, threads and seeds_per_job positive")

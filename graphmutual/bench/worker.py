@@ -95,14 +95,16 @@ def _epoch_reporter(spec, epochs: int, on_epoch: Optional[Callable[[Dict[str, An
     return report
 
 
-def run_job(job: Dict[str, Any], on_done: Optional[Callable[[], None]] = None,
+def run_job(job: Dict[str, Any],
+            on_done: Optional[Callable[[Dict[str, Any]], None]] = None,
             on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None) -> int:
     """Run ``job`` = {root, cache, threads, specs: [RunSpec dicts of one configuration]}.
 
-    ``on_done`` is called after each finished seed and ``on_epoch`` after each epoch with
-    ``{"epoch", "epochs", "dataset", "variant", "seed"}`` (in-process use). Without them
-    (a subprocess worker) both are printed as one JSON line each on stdout:
-    ``{"epoch": ...}`` per epoch and ``{"done": ...}`` per seed, which the runner reads.
+    ``on_done`` is called after each finished seed with ``{"done": variant, "dataset",
+    "seed", "wall_seconds"}`` and ``on_epoch`` after each epoch with ``{"epoch", "epochs",
+    "dataset", "variant", "seed"}`` (in-process use). Without them (a subprocess worker)
+    both are printed as one JSON line each on stdout: ``{"epoch": ...}`` per epoch and
+    ``{"done": ...}`` per seed, which the runner reads.
     """
     import torch
 
@@ -146,10 +148,12 @@ def run_job(job: Dict[str, Any], on_done: Optional[Callable[[], None]] = None,
                 "torch_version": torch.__version__, "code_fingerprint": fingerprint,
                 "history": read_history(Path(tmp) / f"log_seed{spec.seed}.csv"),
             })
+            done = {"done": spec.variant, "dataset": spec.dataset, "seed": spec.seed,
+                    "wall_seconds": round(wall, 1)}
             if on_done is not None:
-                on_done()
+                on_done(done)
             else:
-                print(json.dumps({"done": spec.variant, "seed": spec.seed}), flush=True)
+                print(json.dumps(done), flush=True)
     return 0
 
 
