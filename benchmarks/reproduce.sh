@@ -108,7 +108,7 @@ $BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 1 --epochs 2
     --name timing-molbace-ogb-size
 #     ogbg-molhiv: what the 2 cores allow — seeds 0-2, 20 epochs, the molbace-sized cohort
 #     (seed 0 in session 5, about an hour per method at ~155 s/epoch; seeds 1-2 in session 9
-#     with --jobs 2, about 44 min per run)
+#     with --jobs 2, 37-55 min per run)
 $BENCH --root "$DATA" --datasets ogbg-molhiv --methods main --seeds 3 --epochs 20 \
     --hidden 64 --set num_layers=3 --name graph-molhiv
 # not run to the end: ogbg-molhiv (a lone GIN at the OGB size was stopped in its 3rd epoch,

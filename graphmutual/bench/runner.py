@@ -110,7 +110,7 @@ class SuiteProgress:
                  log: Optional[TextIO] = None) -> None:
         self.bar = tqdm(total=total, initial=initial, desc="bench", unit="run",
                         disable=not enabled, dynamic_ncols=True)
-        self.total, self.finished = total, initial
+        self.finished = initial  # the bar's own count stays put while it is disabled
         self.log = None if enabled else (log if log is not None else sys.stderr)
         self._lock = threading.Lock()
         self._running: Dict[int, str] = {}
@@ -121,10 +121,10 @@ class SuiteProgress:
             self.bar.update(1)
             self.finished += 1
             if self.log is not None and event is not None:
-                what = f"{event.get('dataset', '?')}/{event['done']} seed {event.get('seed')}"
+                what = f"{event['dataset']}/{event['done']} seed {event['seed']}"
                 took = event.get("wall_seconds")
                 took = "" if took is None else f" ({took / 60:.1f} min)"
-                print(f"bench: run {self.finished}/{self.total} finished: {what}{took}",
+                print(f"bench: run {self.finished}/{self.bar.total} finished: {what}{took}",
                       file=self.log, flush=True)
 
     def epoch(self, job: int, event: Dict) -> None:
