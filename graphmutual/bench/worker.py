@@ -149,7 +149,7 @@ def run_job(job: Dict[str, Any],
                 "history": read_history(Path(tmp) / f"log_seed{spec.seed}.csv"),
             })
             done = {"done": spec.variant, "dataset": spec.dataset, "seed": spec.seed,
-                    "wall_seconds": round(wall, 1)}
+                    "wall_seconds": wall}
             if on_done is not None:
                 on_done(done)
             else:
