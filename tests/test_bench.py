@@ -431,16 +431,17 @@ def test_suite_progress_without_bar_logs_one_line_per_finished_run():
     assert log.getvalue() == ""  # epochs are not logged, only finished runs
     _handle_worker_line(json.dumps({"done": "dml", "dataset": "mutag", "seed": 3,
                                     "wall_seconds": 126.0}), 0, progress)
-    progress.run_done({"done": "gml", "dataset": "cora", "seed": 0})  # in-process: no time
+    progress.run_done({"done": "gml", "dataset": "cora", "seed": 0,  # in-process (jobs=0)
+                       "wall_seconds": 30.0})
     progress.close()
     assert log.getvalue().splitlines() == [
         "bench: run 3/5 finished: mutag/dml seed 3 (2.1 min)",
-        "bench: run 4/5 finished: cora/gml seed 0",
+        "bench: run 4/5 finished: cora/gml seed 0 (0.5 min)",
     ]
     # with the bar, nothing is logged
     quiet = io.StringIO()
     bar = SuiteProgress(total=1, initial=0, enabled=True, log=quiet)
-    bar.run_done({"done": "gml", "dataset": "cora", "seed": 0})
+    bar.run_done({"done": "gml", "dataset": "cora", "seed": 0, "wall_seconds": 30.0})
     bar.close()
     assert quiet.getvalue() == ""
 

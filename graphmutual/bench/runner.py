@@ -115,17 +115,16 @@ class SuiteProgress:
         self._lock = threading.Lock()
         self._running: Dict[int, str] = {}
 
-    def run_done(self, event: Optional[Dict] = None) -> None:
-        """Count one finished run; ``event`` is the worker's ``{"done": variant, ...}``."""
+    def run_done(self, event: Dict) -> None:
+        """Count one finished run; ``event`` is the worker's ``{"done": variant, "dataset",
+        "seed", "wall_seconds"}``."""
         with self._lock:
             self.bar.update(1)
             self.finished += 1
-            if self.log is not None and event is not None:
-                what = f"{event['dataset']}/{event['done']} seed {event['seed']}"
-                took = event.get("wall_seconds")
-                took = "" if took is None else f" ({took / 60:.1f} min)"
-                print(f"bench: run {self.finished}/{self.bar.total} finished: {what}{took}",
-                      file=self.log, flush=True)
+            if self.log is not None:
+                print(f"bench: run {self.finished}/{self.bar.total} finished: "
+                      f"{event['dataset']}/{event['done']} seed {event['seed']} "
+                      f"({event['wall_seconds'] / 60:.1f} min)", file=self.log, flush=True)
 
     def epoch(self, job: int, event: Dict) -> None:
         """Show ``event`` (a worker's ``{"epoch", "epochs", "dataset", ...}``) for ``job``."""
