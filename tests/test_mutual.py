@@ -282,7 +282,219 @@ def test_bad_arguments():
         MutualEnsemble([lambda x: x, Linear(5, 3, "a")])
     cohort = make_cohort()
     logits = cohort(torch.randn(4, 5))
-    with pytest.raises(ValueError, match="selects no sample"):
-        cohort.loss(logits, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.bool))
+    none = torch.zeros(4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="selects no sample and there is no mimicry"):
+        cohort.loss(logits, torch.zeros(4, dtype=torch.long), none, mimic_mask=none)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\]"):
         cohort.loss(logits, torch.full((4,), 7))
+
+
+# ---------------------------------------------------------------- shared mimicry loss
+def test_warmup_ramp_is_the_sigmoid_ramp():
+    from graphmutual.mutual import warmup_ramp
+
+    assert warmup_ramp(3, 0) == 1.0
+    assert warmup_ramp(0, 10) == pytest.approx(math.exp(-5))
+    assert warmup_ramp(5, 10) == pytest.approx(math.exp(-5 * 0.25))
+    assert warmup_ramp(10, 10) == warmup_ramp(50, 10) == 1.0
+    assert warmup_ramp(-3, 10) == warmup_ramp(0, 10)
+
+
+@pytest.mark.parametrize("method,kw", [("gml", {}), ("dml", {"divergence": "js"}),
+                                       ("gml", {"entropy_mode": "target"})])
+def test_cohort_loss_is_the_shared_mimicry_loss(method, kw):
+    from graphmutual.mutual import MimicryLoss
+
+    cohort = make_cohort(method, warmup=4, **kw)
+    x, y = torch.randn(12, 5), torch.randint(0, 3, (12,))
+    logits = cohort(x)
+    mask = torch.arange(12) < 5
+    got = cohort.loss(logits, y, mask, epoch=2)
+    m = cohort.mimicry
+    assert isinstance(m, MimicryLoss) and m.reduction == "sum"
+    terms = MimicryLoss(weighting=cohort.weighting, divergence=cohort.divergence,
+                        warmup=4, entropy=cohort.entropy, entropy_mode=cohort.entropy_mode)(
+        logits, y, mask, epoch=2, alw=cohort.alw)
+    assert torch.equal(got["mimic"], terms.mimic_total)
+    assert torch.equal(got["entropy"], terms.entropy)
+    assert torch.equal(got["alw"], terms.alw)
+    # the sum convention: K students' terms add up, as their cross-entropies do
+    q = cohort.targets(logits)
+    ramp = math.exp(-5 * 0.5 ** 2)
+    by_hand = sum(ramp * divergence(logits[k], q[k], cohort.divergence) for k in range(3))
+    assert torch.allclose(got["mimic"], by_hand, atol=1e-6)
+    assert got["mimic_scale"] == pytest.approx(ramp)
+
+
+def test_cohort_settings_are_the_mimicry_settings():
+    cohort = make_cohort("dml")
+    cohort.mimic_weight = 0.5
+    assert cohort.mimicry.mimic_weight == 0.5 and cohort.mimic_scale(0) == 0.5
+    assert "MimicryLoss(weighting=uniform, divergence=kl" in repr(cohort.mimicry)
+
+
+def test_peer_mask_silences_absent_teachers():
+    from graphmutual.mutual import MimicryLoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6, 4)
+    present = torch.ones(6, 3, dtype=torch.bool)
+    present[0, 2] = False          # peer 2 cannot teach on row 0
+    present[1, 1:] = False         # on row 1 only peer 0 can: student 0 has no teacher
+    loss = MimicryLoss(weighting="uniform", reduction="mean")
+    pt = loss.targets(logits, peer_mask=present)
+    soft = logits.softmax(-1)
+    assert torch.allclose(pt.target[0, 0], soft[1, 0])                 # only peer 1 left
+    assert torch.allclose(pt.target[1, 0], soft[0, 0])                 # peer 0 alone
+    assert torch.allclose(pt.target[0, 3], (soft[1, 3] + soft[2, 3]) / 2)
+    assert not pt.has_teacher[1, 0] and pt.has_teacher[1, 1:].all()
+    terms = loss(logits, torch.zeros(6, dtype=torch.long), torch.ones(6, dtype=torch.bool),
+                 peer_mask=present)
+    w = pt.has_teacher[:, 0].float()
+    own = divergence(logits[0], pt.target[0], sample_weight=w)
+    assert torch.allclose(terms.mimic[0], own)
+    assert torch.allclose(terms.mimic_total, torch.stack(terms.mimic).mean())
+    with pytest.raises(ValueError, match="peer_mask must be"):
+        loss.targets(logits, peer_mask=present.t())
+    with pytest.raises(ValueError, match="needs the ALW module"):
+        MimicryLoss(weighting="adaptive")(logits, torch.zeros(6, dtype=torch.long),
+                                          torch.ones(6, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------- mimicry-only steps
+def test_batch_without_labels_takes_a_mimicry_only_step():
+    cohort = make_cohort("gml")
+    x = torch.randn(8, 5)
+    logits = cohort(x)
+    none = torch.zeros(8, dtype=torch.bool)
+    out = cohort.loss(logits, torch.full((8,), -1), none)  # unlabelled rows may hold -1
+    assert out["ce"] == 0 and out["alw"] == 0 and out["ce/a"] == 0
+    assert out["mimic"] > 0
+    out["total"].backward()
+    assert all(s.lin.weight.grad.abs().sum() > 0 for s in cohort.students)
+    # an index mask selecting nothing behaves the same; mimicry on a subset only
+    out2 = cohort.loss(logits, torch.zeros(8, dtype=torch.long),
+                       torch.empty(0, dtype=torch.long), mimic_mask=torch.arange(8) < 3)
+    assert out2["ce"] == 0 and out2["mimic"] > 0
+
+
+def test_no_labels_and_no_mimicry_is_an_error():
+    y = torch.zeros(5, dtype=torch.long)
+    none = torch.zeros(5, dtype=torch.bool)
+    for cohort, mimic_mask in [(make_cohort("gml"), none),
+                               (make_cohort("gml"), torch.empty(0, dtype=torch.long)),
+                               (make_cohort("independent"), None),
+                               (make_cohort("dml", mimic_weight=0.0), None)]:
+        with pytest.raises(ValueError, match="nothing to learn from"):
+            cohort.loss(cohort(torch.randn(5, 5)), y, none, mimic_mask=mimic_mask)
+    cohort = make_cohort("dml")
+    with pytest.raises(ValueError, match="mimic_mask has 3 entries for 5 samples"):
+        cohort.loss(cohort(torch.randn(5, 5)), y, None, mimic_mask=none[:3])
+
+
+# ---------------------------------------------------------------- input validation
+def gcn_cohort(**kw):
+    from torch_geometric.nn.models import GCN
+
+    torch.manual_seed(0)
+    return MutualEnsemble([GCN(4, 8, 2, 3), GCN(4, 8, 2, 3)], method="dml", **kw)
+
+
+def ring(n=6):
+    src = torch.arange(n)
+    return torch.stack([torch.cat([src, (src + 1) % n]), torch.cat([(src + 1) % n, src])])
+
+
+@pytest.mark.parametrize("fused", ["auto", False])
+def test_bad_inputs_give_clear_errors(fused):
+    cohort = gcn_cohort(fused=fused)
+    x, ei = torch.randn(6, 4), ring()
+    cases = [
+        (x.masked_fill(torch.eye(6, 4, dtype=torch.bool), float("nan")), ei,
+         r"x holds 4 NaN/inf value\(s\) in 4 row\(s\).*nan_to_num"),
+        (torch.where(x > 0, x, torch.tensor(float("inf"))), ei, "NaN/inf"),
+        (x, ei.float(), r"integer node indices \(torch.long\), got torch.float32.*"
+                        r"edge_index.long\(\)"),
+        (x, torch.cat([ei, torch.tensor([[0], [6]])], 1),
+         r"edge_index \(for x with 6 nodes\) has entries out of range: found \[0, 6\]"),
+        (x, torch.cat([ei, torch.tensor([[-1], [0]])], 1), "out of range"),
+        (x.double(), ei, r"x is torch.float64 but the students' parameters are "
+                         r"torch.float32; convert the features with x.float\(\)"),
+        (x, ei.t(), r"shape \[2, E\].*edge_index.t\(\)"),
+    ]
+    for xi, eii, match in cases:  # checked before either path runs (no kernel needed)
+        with pytest.raises(ValueError, match=match):
+            cohort(xi, eii)
+    if fused is False:  # the fused kernels' first build is slow; test_fused covers them
+        assert cohort(x, ei).shape == (2, 6, 3)
+        assert cohort.double()(x.double(), ei).dtype == torch.float64
+
+
+def test_inputs_are_checked_once_per_graph(monkeypatch):
+    import graphmutual.mutual.inputs as inputs
+
+    calls = []
+    real = inputs.check_features
+    monkeypatch.setattr(inputs, "check_features", lambda *a: calls.append(1) or real(*a))
+    cohort = gcn_cohort(fused=False)
+    x, ei = torch.randn(6, 4), ring()
+    for _ in range(3):
+        cohort(x, ei)
+    assert len(calls) == 1
+    cohort(x.clone(), ei)                      # a new tensor is checked
+    assert len(calls) == 2
+    x[0, 0] = float("nan")                     # so is an in-place change of a checked one
+    with pytest.raises(ValueError, match="NaN"):
+        cohort(x, ei)
+    import copy
+    import pickle
+    assert copy.deepcopy(cohort)._guard._key is None
+    pickle.loads(pickle.dumps(cohort))         # weak references never reach a pickle
+
+
+# ---------------------------------------------------------------- graph-free students
+@pytest.mark.parametrize("norm", [None, "batch_norm", "layer_norm", "graph_norm"])
+def test_pyg_mlp_is_called_without_the_graph(norm):
+    from torch_geometric.nn.models import GCN
+    from torch_geometric.nn.models import MLP as PyGMLP
+
+    torch.manual_seed(0)
+    mlp = PyGMLP(in_channels=4, hidden_channels=8, out_channels=3, num_layers=2, norm=norm)
+    cohort = MutualEnsemble([GCN(4, 8, 2, 3), mlp], method="gml")
+    assert cohort.graph_free == [False, True]
+    assert "graph_free=['MLP']" in repr(cohort)
+    x, ei, y = torch.randn(6, 4), ring(), torch.tensor([0, 1, 2, 0, 1, 2])
+    logits = cohort(x, ei)
+    cohort.loss(logits, y)["total"].backward()
+    assert mlp.lins[0].weight.grad.abs().sum() > 0
+    cohort.eval()
+    assert torch.equal(cohort(x, ei)[1], mlp(x))
+    # the alternating schedule calls students one by one: the same rule applies
+    cohort.train()
+    opt = torch.optim.SGD(cohort.parameters(), lr=0.1)
+    cohort.alternating_step((x, ei), y, None, opt)
+
+
+def test_graph_free_detection_and_override():
+    from graphmutual.mutual import is_graph_free
+
+    class FeaturesOnly(nn.Module):
+        def forward(self, x, scale: float = 1.0):
+            return x * scale
+
+    class TakesAdjacency(nn.Module):
+        def forward(self, x, adj):
+            return x
+
+    class Marked(TakesAdjacency):
+        graph_free = True
+
+    assert is_graph_free(FeaturesOnly())
+    assert not is_graph_free(TakesAdjacency())
+    assert is_graph_free(Marked())
+    assert not is_graph_free(Linear(5, 3, "a"))  # forward(x, edge_index=None)
+    cohort = MutualEnsemble([Linear(5, 3, "a"), Linear(5, 3, "b")], method="dml",
+                            graph_free=[True, None])
+    assert cohort.graph_free == [True, False]
+    with pytest.raises(ValueError, match="one entry per student"):
+        MutualEnsemble([Linear(5, 3, "a"), Linear(5, 3, "b")], graph_free=[True])

@@ -39,6 +39,9 @@ NUM_FEATURES = 3
 #: that some CiteSeer cohorts collapse, 1.0 gives up most of the gain on Cora; see
 #: ``benchmarks/results/bench/tuning-tmin.md``.
 DEFAULT_T_MIN = 0.75
+#: Default upper temperature bound (peer logits softened at most 4x); the one place it is
+#: defined -- the cohort, the recommender and the training configuration read it here.
+DEFAULT_T_MAX = 4.0
 
 
 def prediction_features(logits: Tensor) -> Tensor:
@@ -68,7 +71,7 @@ class AdaptiveLogitWeighting(nn.Module):
         self,
         num_students: int,
         t_min: float = DEFAULT_T_MIN,
-        t_max: float = 4.0,
+        t_max: float = DEFAULT_T_MAX,
         hidden: int = 16,
         init_temperature: Optional[float] = None,
     ) -> None:

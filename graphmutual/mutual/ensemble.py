@@ -22,33 +22,19 @@ Presets (``method=``):
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from graphmutual.mutual.alw import (
-    DEFAULT_T_MIN,
-    AdaptiveLogitWeighting,
-    alw_loss,
-    peer_targets,
-    uniform_peer_weights,
-)
-from graphmutual.mutual.divergence import check_divergence, divergence
-from graphmutual.mutual.entropy import ENTROPY_MODES, confidence_penalty, smooth_target
+from graphmutual.mutual.alw import DEFAULT_T_MAX, DEFAULT_T_MIN, AdaptiveLogitWeighting
+from graphmutual.mutual.inputs import InputGuard, graph_free_kwargs, is_graph_free
+from graphmutual.mutual.mimicry import PRESETS, MimicryLoss
 from graphmutual.nn.fused import FusedCohort
 
 METHODS = ("independent", "dml", "gml")
 SCHEDULES = ("simultaneous", "alternating")
-
-#: The defaults of each preset; keyword arguments given to :class:`MutualEnsemble` win.
-PRESETS: Dict[str, Dict[str, object]] = {
-    "independent": dict(weighting="none", entropy=0.0),
-    "dml": dict(weighting="uniform", entropy=0.0),
-    "gml": dict(weighting="adaptive", entropy=0.1),
-}
 
 
 def _student_name(module: nn.Module) -> str:
@@ -64,6 +50,25 @@ class MutualEnsemble(nn.Module):
         logits = cohort(data.x, data.edge_index)                  # [K, N, C]
         losses = cohort.loss(logits, data.y, data.train_mask)      # dict of named terms
         losses["total"].backward()
+
+    The peer terms (targets, divergence, ALW, entropy enhancement, warm-up) are computed by
+    :class:`~graphmutual.mutual.MimicryLoss` (:attr:`mimicry`), the module the recommender
+    uses as well; the settings below are forwarded to it and readable on the cohort.
+
+    **Inputs are validated** once per graph at the API boundary: ``x`` must be finite and,
+    when floating, of the students' parameter dtype (fix: ``x.float()``); ``edge_index`` an
+    integer ``[2, E]`` tensor with indices in ``[0, N)``. A ``ValueError`` says what is
+    wrong and how to fix it. The check is cached on the identity and in-place version of
+    the tensors, so passing the same graph every epoch costs nothing after the first call.
+
+    **Feature-only (graph-free) students**, such as PyG's
+    :class:`~torch_geometric.nn.models.MLP`, are called as ``student(x)`` (plus the keyword
+    arguments their ``forward`` accepts, e.g. ``batch``, never the graph's): PyG's ``MLP``
+    would otherwise take ``edge_index`` as its ``batch`` argument, which breaks
+    ``norm="layer_norm"`` and ``"graph_norm"``. Detected for ``MLP`` and any module whose
+    ``forward`` has no ``edge_index`` parameter and no second required argument (see
+    :func:`~graphmutual.mutual.inputs.is_graph_free`); set ``graph_free=`` (one flag per
+    student) or a ``graph_free`` attribute on a student to decide yourself.
 
     Args:
         students: the K student modules; each maps the same inputs to logits ``[N, C]``.
@@ -87,6 +92,8 @@ class MutualEnsemble(nn.Module):
             :class:`graphmutual.nn.FusedCohort` (one aggregation pass per layer for all
             students) when every student supports it, else student by student; ``True``
             requires it (``ValueError`` otherwise); ``False`` never uses it.
+        graph_free: optional flags, one per student: ``True`` calls that student with
+            ``x`` only, ``False`` always passes the graph, ``None`` detects it.
     """
 
     def __init__(
@@ -101,12 +108,13 @@ class MutualEnsemble(nn.Module):
         mimic_weight: float = 1.0,
         warmup: int = 0,
         t_min: float = DEFAULT_T_MIN,
-        t_max: float = 4.0,
+        t_max: float = DEFAULT_T_MAX,
         schedule: str = "simultaneous",
         renyi_alpha: float = 0.5,
         balance: float = 0.5,
         names: Optional[Sequence[str]] = None,
         fused: Union[str, bool] = "auto",
+        graph_free: Optional[Sequence[Optional[bool]]] = None,
     ) -> None:
         super().__init__()
         students = list(students)
@@ -119,44 +127,47 @@ class MutualEnsemble(nn.Module):
         if method not in METHODS:
             raise ValueError(f"unknown method '{method}'; choose one of {list(METHODS)}")
         preset = PRESETS[method]
-        weighting = (weighting if weighting is not None else preset["weighting"]).lower()
-        if weighting not in ("none", "uniform", "adaptive"):
-            raise ValueError(
-                f"unknown weighting '{weighting}'; choose 'none', 'uniform' or 'adaptive'"
-            )
-        if len(students) < 2 and weighting != "none":
+        self.mimicry = MimicryLoss(
+            weighting=weighting if weighting is not None else str(preset["weighting"]),
+            divergence=divergence,
+            temperature=temperature,
+            mimic_weight=mimic_weight,
+            warmup=warmup,
+            entropy=float(entropy if entropy is not None else preset["entropy"]),
+            entropy_mode=entropy_mode,
+            renyi_alpha=renyi_alpha,
+            balance=balance,
+            reduction="sum",
+        )
+        if len(students) < 2 and self.weighting != "none":
             raise ValueError(
                 f"method '{method}' needs at least 2 students to learn from each other "
                 f"(got {len(students)}); use method='independent' for a single model"
             )
-        if entropy_mode not in ENTROPY_MODES:
-            raise ValueError(f"unknown entropy_mode '{entropy_mode}'; choose {ENTROPY_MODES}")
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule '{schedule}'; choose one of {SCHEDULES}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0 (got {temperature})")
 
         self.students = nn.ModuleList(students)
         self.names: List[str] = list(names) if names else [_student_name(s) for s in students]
         if len(self.names) != len(students):
             raise ValueError("names must have one entry per student")
+        if graph_free is not None and len(graph_free) != len(students):
+            raise ValueError(f"graph_free must have one entry per student "
+                             f"(got {len(graph_free)} for {len(students)})")
+        self.graph_free: List[bool] = [
+            is_graph_free(s) if graph_free is None or graph_free[i] is None
+            else bool(graph_free[i])
+            for i, s in enumerate(students)
+        ]
         self.method = method
-        self.weighting = weighting
-        self.entropy = float(entropy if entropy is not None else preset["entropy"])
-        self.entropy_mode = entropy_mode
-        self.divergence = check_divergence(divergence)
-        self.temperature = float(temperature)
-        self.mimic_weight = float(mimic_weight)
-        self.warmup = int(warmup)
         self.schedule = schedule
-        self.renyi_alpha = float(renyi_alpha)
-        self.balance = float(balance)
         self.alw = (
             AdaptiveLogitWeighting(len(students), t_min=t_min, t_max=t_max,
                                    init_temperature=temperature)
-            if weighting == "adaptive" else None
+            if self.weighting == "adaptive" else None
         )
         self.epoch = 0
+        self._guard = InputGuard()
         if fused not in ("auto", True, False):
             raise ValueError(f"fused must be 'auto', True or False (got {fused!r})")
         self.fused = fused
@@ -186,21 +197,18 @@ class MutualEnsemble(nn.Module):
 
     def mimic_scale(self, epoch: Optional[int] = None) -> float:
         r""":math:`\lambda(t)`: the mimicry weight at ``epoch`` after the sigmoid warm-up."""
-        if self.weighting == "none":
-            return 0.0
-        t = self.epoch if epoch is None else epoch
-        if self.warmup <= 0:
-            return self.mimic_weight
-        r = min(max(t, 0) / self.warmup, 1.0)
-        return self.mimic_weight * math.exp(-5.0 * (1.0 - r) ** 2)
+        return self.mimicry.scale(self.epoch if epoch is None else epoch)
 
     # ----------------------------------------------------------------- forward
     def forward(self, *args, **kwargs) -> Tensor:
         """Run every student on the same inputs and stack their logits to ``[K, N, C]``.
 
         Node-level calls ``(x, edge_index)`` take the fused path when it was built (see
-        ``fused``) and the student list is unchanged; anything else runs student by student.
+        ``fused``) and the student list is unchanged; anything else runs student by student
+        (graph-free students with ``x`` only). ``x`` and ``edge_index`` are validated first
+        (once per graph, see the class docs).
         """
+        self.check_inputs(*args, **kwargs)
         f = self._fused
         if (f is not None and not kwargs and len(args) == 2 and isinstance(args[1], Tensor)
                 and isinstance(args[0], Tensor) and args[0].dim() == 2
@@ -208,8 +216,27 @@ class MutualEnsemble(nn.Module):
                 and len(f.students) == len(self.students)
                 and all(a is b for a, b in zip(f.students, self.students))):
             return self.stack(f(*args))
-        outs = [s(*args, **kwargs) for s in self.students]
+        outs = [self.call_student(k, *args, **kwargs) for k in range(self.num_students)]
         return self.stack(outs)
+
+    def call_student(self, k: int, *args, **kwargs) -> Tensor:
+        """Student ``k`` on the cohort's inputs: ``x`` only if it is graph-free."""
+        s = self.students[k]
+        if k < len(self.graph_free) and self.graph_free[k] and args:
+            return s(args[0], **graph_free_kwargs(s, kwargs))
+        if k < len(self.graph_free) and self.graph_free[k] and "x" in kwargs:
+            return s(**graph_free_kwargs(s, kwargs), x=kwargs["x"])
+        return s(*args, **kwargs)
+
+    def check_inputs(self, *args, **kwargs) -> None:
+        """Validate the ``x`` and ``edge_index`` of a forward call (cached per graph)."""
+        x = args[0] if args else kwargs.get("x")
+        edge_index = args[1] if len(args) > 1 else kwargs.get("edge_index")
+        dtype = None
+        if not torch.is_autocast_enabled():
+            dtype = next((p.dtype for p in self.students.parameters()
+                          if p.is_floating_point()), None)
+        self._guard(x, edge_index, dtype)
 
     def stack(self, outs: Sequence[Tensor]) -> Tensor:
         """Stack per-student logits, raising a clear error if their shapes differ."""
@@ -228,10 +255,9 @@ class MutualEnsemble(nn.Module):
     # ------------------------------------------------------------------ targets
     def peer_weights(self, logits: Tensor):
         """``(alpha, tau)`` used for the peer targets: ALW's, or DML's uniform/constant."""
-        k = logits.size(0)
         if self.alw is not None:
             return self.alw(logits)
-        return uniform_peer_weights(k, logits.device, logits.dtype), self.temperature
+        return self.mimicry.peer_weights(logits)
 
     def targets(self, logits: Tensor) -> Tensor:
         """Peer targets ``[K, N, C]`` from detached logits (with entropy smoothing)."""
@@ -239,11 +265,8 @@ class MutualEnsemble(nn.Module):
 
     def _targets(self, logits: Tensor):
         """``(q, q_mimic)``: the raw peer mixture (ALW's signal) and the mimicry target."""
-        alpha, tau = self.peer_weights(logits)
-        q = peer_targets(logits, alpha, tau)
-        if self.entropy_mode == "target" and self.entropy > 0:
-            return q, smooth_target(q, self.entropy)
-        return q, q
+        pt = self.mimicry.targets(logits, self.alw)
+        return pt.mixture, pt.target
 
     # --------------------------------------------------------------------- loss
     def loss(
@@ -255,6 +278,18 @@ class MutualEnsemble(nn.Module):
         epoch: Optional[int] = None,
     ) -> Dict[str, Tensor]:
         r"""Named loss terms for logits ``[K, N, C]``.
+
+        .. math::
+            \mathcal{L} = \sum_k \Big[\mathrm{CE}(z_k[\mathcal{L}], y)
+              + \lambda(t)\, T^2 D(q_k \| \mathrm{softmax}(z_k / T))
+              - \beta\, \overline{H(\mathrm{softmax}(z_k))}\Big] + \mathcal{L}_{\mathrm{ALW}}
+
+        **Mimicry-only steps.** A batch without any labelled sample (common with
+        neighbour sampling on sparsely labelled graphs) takes a step on the peer terms
+        only: the cross-entropy and ALW terms are zero and the students learn from each
+        other on the ``mimic_mask`` samples (plus the entropy term). A batch with neither
+        labelled samples nor mimicry (no ``mimic_mask`` sample, or a cohort without
+        mimicry) raises a ``ValueError``: there is nothing to learn from.
 
         Args:
             logits: the cohort's output.
@@ -279,48 +314,50 @@ class MutualEnsemble(nn.Module):
         lab = torch.arange(n, device=logits.device) if mask is None else mask
         if lab.dtype == torch.bool and lab.numel() != n:
             raise ValueError(f"mask has {lab.numel()} entries for {n} samples")
+        if mimic_mask is not None and mimic_mask.dtype == torch.bool \
+                and mimic_mask.numel() != n:
+            raise ValueError(f"mimic_mask has {mimic_mask.numel()} entries for {n} samples")
         y_lab = y[lab]
-        if y_lab.numel() == 0:
-            raise ValueError("the label mask selects no sample: nothing to learn from")
-        if int(y_lab.min()) < 0 or int(y_lab.max()) >= c:
+        t = self.epoch if epoch is None else epoch
+        labelled = y_lab.numel() > 0
+        if not labelled and not self._mimics(n, mimic_mask, t):
+            raise ValueError(
+                "the label mask selects no sample and there is no mimicry to learn from "
+                "(no mimic_mask sample, or a cohort without mimicry): nothing to learn from"
+            )
+        if labelled and (int(y_lab.min()) < 0 or int(y_lab.max()) >= c):
             raise ValueError(
                 f"labels must lie in [0, {c - 1}] for {c} classes; "
                 f"found {int(y_lab.min())}..{int(y_lab.max())}"
             )
 
         out: Dict[str, Tensor] = {}
-        ce = [F.cross_entropy(z[lab], y_lab) for z in logits]
-        zero = logits.sum() * 0.0
-        mimic = [zero] * self.num_students
-        scale = self.mimic_scale(epoch)
-        alw_term = zero
-        if self.weighting != "none":
-            q_mix, q = self._targets(logits)
-            if self.alw is not None:
-                alw_term = alw_loss(q_mix, y, lab)
-            mm = slice(None) if mimic_mask is None else mimic_mask
-            if scale > 0:
-                mimic = [
-                    scale * divergence(
-                        logits[k][mm], q[k][mm], self.divergence, self.temperature,
-                        alpha=self.renyi_alpha, balance=self.balance,
-                    )
-                    for k in range(self.num_students)
-                ]
-        ent = zero
-        if self.entropy_mode == "penalty" and self.entropy > 0:
-            ent = confidence_penalty(logits, self.entropy) * self.num_students
+        if labelled:
+            ce = [F.cross_entropy(z[lab], y_lab) for z in logits]
+        else:  # a mimicry-only step
+            ce = [logits.sum() * 0.0] * self.num_students
+        peer = self.mimicry(logits, y, lab, mimic_mask, t, alw=self.alw)
 
         out["ce"] = torch.stack(ce).sum()
-        out["mimic"] = torch.stack(mimic).sum()
-        out["entropy"] = ent
-        out["alw"] = alw_term
+        out["mimic"] = peer.mimic_total
+        out["entropy"] = peer.entropy
+        out["alw"] = peer.alw
         out["total"] = out["ce"] + out["mimic"] + out["entropy"] + out["alw"]
-        for name, c_k, m_k in zip(self.names, ce, mimic):
+        for name, c_k, m_k in zip(self.names, ce, peer.mimic):
             out[f"ce/{name}"] = c_k.detach()
             out[f"mimic/{name}"] = m_k.detach()
-        out["mimic_scale"] = torch.tensor(scale)
+        out["mimic_scale"] = torch.tensor(peer.scale)
         return out
+
+    def _mimics(self, n: int, mimic_mask: Optional[Tensor], epoch: int) -> bool:
+        """Whether a step has any mimicry: peers, a positive weight and a sample."""
+        if self.mimicry.scale(epoch) <= 0:
+            return False
+        if mimic_mask is None:
+            return n > 0
+        if mimic_mask.dtype == torch.bool:
+            return bool(mimic_mask.any())
+        return mimic_mask.numel() > 0
 
     # -------------------------------------------------------------- schedules
     def alternating_step(
@@ -344,8 +381,9 @@ class MutualEnsemble(nn.Module):
         for k in range(self.num_students):
             optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():
-                outs = [s(*inputs, **kwargs) for s in self.students]
-            outs[k] = self.students[k](*inputs, **kwargs)
+                outs = [self.call_student(j, *inputs, **kwargs)
+                        for j in range(self.num_students)]
+            outs[k] = self.call_student(k, *inputs, **kwargs)
             logits = self.stack(outs)
             last = self.loss(logits, y, mask, mimic_mask)
             # only student k's terms carry gradient into student k; peers are detached
@@ -373,8 +411,36 @@ class MutualEnsemble(nn.Module):
         return (w[..., None] * probs).sum(0)
 
     def extra_repr(self) -> str:
+        free = [n for n, g in zip(self.names, self.graph_free) if g]
+        free_repr = f", graph_free={free}" if free else ""
         return (
             f"method={self.method}, weighting={self.weighting}, divergence={self.divergence}, "
             f"T={self.temperature}, entropy={self.entropy} ({self.entropy_mode}), "
-            f"warmup={self.warmup}, schedule={self.schedule}"
+            f"warmup={self.warmup}, schedule={self.schedule}{free_repr}"
         )
+
+
+def _mimicry_setting(name: str, doc: str) -> property:
+    """A cohort attribute read from (and written to) its :class:`MimicryLoss`."""
+    def get(self):
+        return getattr(self.mimicry, name)
+
+    def set_(self, value) -> None:
+        setattr(self.mimicry, name, value)
+
+    return property(get, set_, doc=doc)
+
+
+for _name, _doc in [
+    ("weighting", "Peer weighting: ``none``, ``uniform`` (DML) or ``adaptive`` (ALW)."),
+    ("divergence", "The mimicry divergence."),
+    ("temperature", "The student temperature :math:`T`."),
+    ("mimic_weight", r"The mimicry weight :math:`\lambda` after warm-up."),
+    ("warmup", "Epochs of the sigmoid warm-up ramp."),
+    ("entropy", r"The entropy-enhancement weight :math:`\beta`."),
+    ("entropy_mode", "``penalty`` or ``target``."),
+    ("renyi_alpha", "Order of the Rényi divergence."),
+    ("balance", "Forward-KL weight of the balanced divergence."),
+]:
+    setattr(MutualEnsemble, _name, _mimicry_setting(_name, _doc))
+del _name, _doc
