@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
+from graphmutual.mutual import MimicryLoss, warmup_ramp
+from graphmutual.mutual.alw import DEFAULT_T_MIN, AdaptiveLogitWeighting
 from graphmutual.recsys.data import (
     RecData,
     load_lastfm2k,
@@ -19,8 +22,10 @@ from graphmutual.recsys.data import (
 from graphmutual.recsys.metrics import auto_batch_size, evaluate_full_ranking, metrics_from_hits
 from graphmutual.recsys.model import build_model, is_symmetric, normalized_adjacency, spmm
 from graphmutual.recsys.train import RecTrainConfig, bpr_loss, evaluate, fit, mutual_loss
+from graphmutual.train import ConfigError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SHARED = Path(os.environ.get("GRAPHMUTUAL_SHARED_DATASETS", "")
+              or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 needs_data = pytest.mark.skipif(
     not (SHARED / "lfm2k-multimodal").is_dir() or not (SHARED / "lastfm-2k").is_dir(),
     reason="shared Last.fm datasets not available",
@@ -298,21 +303,18 @@ def test_hide_modality_and_mutual_loss_absent_teacher():
     assert h.masks["a"].sum() == 6 and d.masks["a"].all()
     assert not h.features["a"][~h.masks["a"]].any()
     scores = torch.randn(2, 5, 4, requires_grad=True)
-    cfg = RecTrainConfig()
+    mimicry = RecTrainConfig().mimicry()
     both = torch.ones(5, 2, dtype=torch.bool)
-    mimic, _ = mutual_loss(scores, both, cfg)
-    assert mimic > 0
+    assert mutual_loss(scores, both, mimicry).mimic_total > 0
     # peer 1 absent everywhere: branch 0 gets no target, branch 1 still learns from 0
     only0 = both.clone()
     only0[:, 1] = False
-    mimic, _ = mutual_loss(scores, only0, cfg)
-    mimic.backward()
+    mutual_loss(scores, only0, mimicry).total.backward()
     assert scores.grad[0].abs().sum() == 0 and scores.grad[1].abs().sum() > 0
     scores.grad = None
-    mimic, alw_term = mutual_loss(scores, both, RecTrainConfig(weighting="adaptive"),
-                                  alw=__import__("graphmutual.mutual.alw", fromlist=["x"])
-                                  .AdaptiveLogitWeighting(2))
-    assert torch.isfinite(mimic) and torch.isfinite(alw_term)
+    peer = mutual_loss(scores, both, RecTrainConfig(weighting="adaptive").mimicry(),
+                       alw=AdaptiveLogitWeighting(2))
+    assert torch.isfinite(peer.mimic_total) and torch.isfinite(peer.alw) and peer.alw > 0
     assert bpr_loss(torch.tensor([[5.0, -5.0]])) < bpr_loss(torch.tensor([[-5.0, 5.0]]))
 
 
@@ -382,3 +384,92 @@ def test_combine_seeds_merges_runs():
     with pytest.raises(ValueError, match="twice"):
         mod.merge([a, a])
     assert set(mod.merge([a, a], ["x", "y"])) == {"m [x]", "m [y]"}
+
+
+# ------------------------------------------------------------------ the shared mimicry loss
+def test_recommender_uses_the_cohorts_mimicry_loss():
+    """The peer terms are MutualEnsemble's module: sigmoid ramp, entropy, mean reduction."""
+    dml = RecTrainConfig(warmup=4, mutual=0.5).mimicry()
+    gml = RecTrainConfig(weighting="adaptive").mimicry()
+    assert isinstance(dml, MimicryLoss) and dml.reduction == "mean"
+    assert dml.entropy == 0.0 and gml.entropy == 0.1  # the dml / gml presets' weights
+    assert RecTrainConfig(weighting="adaptive", entropy=0.0).mimicry().entropy == 0.0
+    assert dml.scale(2) == pytest.approx(0.5 * warmup_ramp(2, 4)) == \
+        pytest.approx(0.5 * math.exp(-5 * 0.25))
+    torch.manual_seed(0)
+    scores = torch.randn(3, 6, 5)
+    present = torch.ones(6, 3, dtype=torch.bool)
+    peer = mutual_loss(scores, present, gml, alw=AdaptiveLogitWeighting(3), epoch=0)
+    # mean over branches of each branch's own term; the entropy term is there
+    assert torch.allclose(peer.mimic_total, torch.stack(peer.mimic).mean())
+    assert peer.entropy < 0
+    assert torch.allclose(peer.total, peer.mimic_total + peer.entropy + peer.alw)
+    # ALW's lower bound is the tuned default, taken from the one place it is defined
+    assert AdaptiveLogitWeighting(3).t_min == DEFAULT_T_MIN == 0.75
+
+
+def test_config_errors_are_config_errors():
+    for bad in (dict(weighting="random"), dict(divergence="cosine"), dict(num_negatives=0),
+                dict(temperature=0.0), dict(entropy=-1.0), dict(device="tpu")):
+        with pytest.raises(ConfigError):
+            RecTrainConfig(**bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            RecTrainConfig(device="cuda")
+
+
+def test_fit_moves_the_model_and_writes_an_atomic_checkpoint(tmp_path):
+    from graphmutual.train.checkpoint import load_checkpoint
+
+    d = _toy_data()
+    model = build_model("mutual", d, dim=8, num_layers=1, seed=0)
+    model.double()  # .to() reaches the adjacency (a buffer) and every other tensor
+    assert model.adj.dtype == torch.float64 and model.x_a.dtype == torch.float64
+    model.float()
+    cfg = RecTrainConfig(epochs=2, eval_every=1, progress=False, device="cpu",
+                         weighting="adaptive", checkpoint_dir=str(tmp_path))
+    res = fit(model, d, cfg)
+    assert {"mimic", "entropy"} <= set(res.history[0])
+    assert res.history[0]["entropy"] < 0
+    state = load_checkpoint(tmp_path / "best.pt")
+    assert state["epoch"] == res.best_epoch and state["config"]["device"] == "cpu"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_recsys_moves_every_tensor_to_the_device():
+    """Static check: no tensor is created on the default device and left there.
+
+    Every torch factory call in the training and CLI code either names ``device=`` or is
+    moved with ``.to(...)`` / ``.cpu()`` right away (the negative sampler's CPU draws are
+    moved by their caller, ``fit``)."""
+    import ast
+
+    import graphmutual.recsys.cli as cli_mod
+    import graphmutual.recsys.train as train_mod
+
+    factories = {"tensor", "zeros", "ones", "full", "empty", "arange", "eye", "rand",
+                 "randn", "randint", "randperm", "linspace"}
+    cpu_by_design = {("NegativeSampler", "randint"), ("fit", "randperm")}
+    checked = 0
+    for mod in (train_mod, cli_mod):
+        tree = ast.parse(Path(mod.__file__).read_text())
+        parents = {c: p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"
+                    and node.func.attr in factories):
+                continue
+            owner = node
+            while not isinstance(owner, (ast.FunctionDef, ast.ClassDef, ast.Module)):
+                owner = parents[owner]
+            while isinstance(owner, ast.FunctionDef) and isinstance(parents[owner], ast.ClassDef):
+                owner = parents[owner]
+            if (getattr(owner, "name", ""), node.func.attr) in cpu_by_design:
+                continue
+            parent = parents[node]
+            moved = (isinstance(parent, ast.Attribute) and parent.attr in ("to", "cpu", "cuda"))
+            named = any(k.arg == "device" for k in node.keywords)
+            assert named or moved, (
+                f"{mod.__name__}:{node.lineno}: torch.{node.func.attr}(...) without device=")
+            checked += 1
+    assert checked >= 3  # mutual_loss's two, recommend_for_user's one

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from graphmutual.recsys import cli
+from graphmutual.train import ConfigError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SHARED = Path(os.environ.get("GRAPHMUTUAL_SHARED_DATASETS", "")
+              or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 needs_data = pytest.mark.skipif(not (SHARED / "lfm2k-multimodal").is_dir(),
                                 reason="shared Last.fm datasets not available")
 
@@ -33,12 +37,31 @@ def test_defaults_and_help():
 def test_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="lfm2k-multimodal"):
         cli.run(parse("--root", str(tmp_path)))
-    with pytest.raises(ValueError, match="seeds"):
+    with pytest.raises(ConfigError, match="seeds"):
         cli.run(parse("--seeds", "a,b"))
-    with pytest.raises(ValueError, match="top"):
+    with pytest.raises(ConfigError, match="top"):
         cli.run(parse("--top", "0"))
-    with pytest.raises(ValueError, match="device"):
-        cli.run(parse("--device", "cuda:0"))
+    with pytest.raises(ConfigError, match="--device: invalid device 'gpu'"):
+        cli.run(parse("--device", "gpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            cli.run(parse("--device", "cuda:0"))
+
+
+def test_seeds_follow_graphmutual_train(monkeypatch, tmp_path):
+    """``--seeds 3`` runs seeds 0-2 (as ``graphmutual train``); ``3,`` runs seed 3."""
+    seen = []
+
+    def stop(name, root, seed, **kw):
+        seen.append(seed)
+        raise FileNotFoundError("stop here")
+
+    monkeypatch.setattr(cli, "load_dataset", stop)
+    for text, first in (("3", 0), ("3,", 3), ("1", 0)):
+        with pytest.raises(FileNotFoundError):
+            cli.run(parse("--seeds", text, "--root", str(tmp_path)))
+        assert seen[-1] == first
+    assert parse().seeds == "1"
 
 
 @needs_data

@@ -1,8 +1,10 @@
 """``graphmutual recommend``: train, evaluate and recommend on Last.fm.
 
 The lead's ``graphmutual/cli.py`` wires :func:`add_arguments` and :func:`run` as the
-``recommend`` sub-command. Bad input raises :class:`ValueError` / :class:`FileNotFoundError`
-with a readable message (the CLI prints it without a traceback).
+``recommend`` sub-command. Bad input raises :class:`~graphmutual.train.ConfigError` (a
+:class:`ValueError`) / :class:`FileNotFoundError` with a readable message (the CLI prints
+it without a traceback). Seeds and devices follow ``graphmutual train``: ``--seeds 3`` runs
+seeds 0-2, ``--device`` takes ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from graphmutual.recsys.data import DATASETS, RecData, default_root, load_datase
 from graphmutual.recsys.metrics import format_table
 from graphmutual.recsys.model import MODELS, build_model
 from graphmutual.recsys.train import RecTrainConfig, fit
+from graphmutual.train.config import ConfigError, parse_seeds
+from graphmutual.train.trainer import resolve_device
 
 DEFAULT_BRANCHES = {"lfm2k-multimodal": ["whisper", "text"], "lastfm-2k": ["id", "tags"]}
 
@@ -54,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="ablation: train the branches without mutual learning")
     m.add_argument("--weighting", choices=("uniform", "adaptive"), default="uniform",
                    help="peer weights: uniform (DML) or adaptive logit weighting (ALW)")
+    m.add_argument("--entropy", type=float, default=None,
+                   help="entropy-enhancement weight beta (default: the weighting's preset, "
+                        "0 for uniform, 0.1 for adaptive)")
     m.add_argument("--divergence", default="kl",
                    help="kl, reverse_kl, js, renyi or balanced (default: %(default)s)")
     m.add_argument("--mutual-weight", type=float, default=1.0, help="lambda of the mimicry loss")
@@ -67,10 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     m.add_argument("--batch-size", type=int, default=2048)
     m.add_argument("--negatives", type=int, default=8, help="sampled negatives per positive")
     m.add_argument("--reg", type=float, default=1e-4, help="L2 on the batch embeddings")
-    m.add_argument("--seeds", default="0",
-                   help="comma-separated seeds (lastfm-2k: also the split seed); mean ± std "
-                        "is printed for several (default: %(default)s)")
-    m.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    m.add_argument("--seeds", default="1",
+                   help="a count (3 runs seeds 0-2, as graphmutual train) or a list (0,3,7; "
+                        "seed 3 alone: 3,); lastfm-2k: also the split seed; mean ± std is "
+                        "printed for several (default: 1, seed 0)")
+    m.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda, cuda:N or auto")
     m.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     m.add_argument("--max-minutes", type=float, default=None, help="time limit per run")
     m.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -84,25 +93,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _seeds(text: str) -> List[int]:
-    try:
-        seeds = [int(s) for s in str(text).split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from None
-    if not seeds:
-        raise ValueError("--seeds is empty")
-    return seeds
-
-
 def recommend_for_user(model, data: RecData, user_id, top: int = 10) -> List[Dict]:
     """Top-``top`` items for the user with raw ID ``user_id``, excluding every item they
     already interacted with (train, valid and test)."""
     if top < 1:
-        raise ValueError(f"--top must be >= 1 (got {top})")
+        raise ConfigError(f"--top must be >= 1 (got {top})")
     u = data.user_index(user_id)
     model.eval()
     with torch.no_grad():
-        scores = model.full_scores(torch.tensor([u]))[0].clone()
+        device = model.user_emb.device
+        scores = model.full_scores(torch.tensor([u], device=device))[0].cpu()
     seen = torch.cat([p[1, p[0] == u] for p in (data.train, data.valid, data.test)])
     scores[seen] = float("-inf")
     k = min(top, int(torch.isfinite(scores).sum()))
@@ -117,11 +117,13 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``graphmutual recommend`` with parsed ``args``; returns the exit status."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device != "cpu":
-        raise ValueError(f"--device {args.device}: the recommender runs on cpu only for now")
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        raise ConfigError(f"--device: {exc}") from None
     if args.top < 1:
-        raise ValueError(f"--top must be >= 1 (got {args.top})")
-    seeds = _seeds(args.seeds)
+        raise ConfigError(f"--top must be >= 1 (got {args.top})")
+    seeds = parse_seeds(args.seeds)
     root = args.root if args.root is not None else default_root()
     branches = (args.branches.split(",") if args.branches
                 else DEFAULT_BRANCHES[args.dataset])
@@ -137,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, reg=args.reg,
             num_negatives=args.negatives, mutual=0.0 if args.no_mutual else args.mutual_weight,
             divergence=args.divergence, temperature=args.temperature,
-            weighting=args.weighting, patience=args.patience, seed=seed,
+            weighting=args.weighting, entropy=args.entropy, patience=args.patience,
+            seed=seed, device=args.device,
             mask_valid_at_test=not args.no_mask_valid, max_minutes=args.max_minutes,
             progress=not args.no_progress,
             checkpoint_dir=str(args.output / f"seed{seed}") if args.output else None,

@@ -161,7 +161,8 @@ class MultiBranchRec(nn.Module):
             raise ValueError("num_layers > 0 needs an adjacency matrix")
         self.num_users, self.num_items = num_users, num_items
         self.dim, self.num_layers = dim, num_layers
-        self.adj = adj
+        # a buffer (not saved): .to(device) moves the adjacency with the embeddings
+        self.register_buffer("adj", adj, persistent=False)
         # LightGCN's \hat A is symmetric unless the caller passed one-way social edges.
         self.adj_symmetric = adj is not None and is_symmetric(adj)
         m = len(self.branches)
@@ -201,6 +202,10 @@ class MultiBranchRec(nn.Module):
     def train(self, mode: bool = True) -> MultiBranchRec:
         self._cache = None
         return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .double(): drop the eval cache
+        self._cache = None
+        return super()._apply(fn, *args, **kwargs)
 
     # ------------------------------------------------------------------ embeddings
     def item_input(self) -> Tensor:

@@ -6,25 +6,45 @@ scores :math:`z^m = (s^m(u, i^+), s^m(u, i^-_1), \dots)` — a ranking distribut
 of :mod:`graphmutual.mutual`. The loss is
 
 .. math::
-    \mathcal{L} = \frac{1}{M}\sum_m \underbrace{\frac{1}{n}\sum_j
+    \mathcal{L} = \frac{1}{M}\sum_m \Big[\underbrace{\frac{1}{n}\sum_j
       -\log\sigma(z^m_0 - z^m_j)}_{\text{BPR}}
-    + \lambda(t)\,\frac{1}{M}\sum_m T^2\,D\big(q^m \,\|\, p^m\big)
+    + \lambda(t)\,T^2\,D\big(q^m \,\|\, p^m\big)
+    - \beta\,\overline{H(\mathrm{softmax}(z^m))}\Big]
     + \gamma \lVert E_{\text{batch}} \rVert^2
-    + \mathcal{L}_{\text{gate}} \;(+\, \mathcal{L}_{\text{ALW}}),
+    + \mathcal{L}_{\text{gate}} \;(+\, \mathcal{L}_{\text{ALW}}).
 
-with peer targets :math:`q^m = \sum_{j \ne m} \alpha_{m \leftarrow j}\,
-\mathrm{softmax}(z^j / \tau_j)` from detached peer scores (uniform :math:`\alpha`,
-:math:`\tau = T`: DML; or ALW's per-row weights and temperatures). A peer whose modality is
-missing for the row's positive item does not teach on that row (its :math:`\alpha` is set
-to zero and the rest renormalised); it still *learns* from the others, which is what lets
-a branch stay useful for items that lack its modality. :math:`\lambda(t)` ramps linearly
-over ``warmup`` epochs. The gate of the combined prediction is trained by BPR on the
-combination of *detached* branch scores, and ALW by its own label signal (the positive,
-candidate 0, must win under the peer mixture), so neither can be gamed by the mimicry term.
+The peer terms are :class:`graphmutual.mutual.MimicryLoss`, the module
+:class:`~graphmutual.MutualEnsemble` uses: peer targets
+:math:`q^m = \sum_{j \ne m} \alpha_{m \leftarrow j}\, \mathrm{softmax}(z^j / \tau_j)` from
+detached peer scores (uniform :math:`\alpha`, :math:`\tau = T`: DML; or ALW's per-row
+weights and temperatures, bounded below by ALW's tuned default
+:data:`~graphmutual.mutual.alw.DEFAULT_T_MIN`), the divergence :math:`D`, the sigmoid
+warm-up :math:`\lambda(t) = \lambda\,\exp(-5(1 - \min(t / t_w, 1))^2)` (epochs counted from
+0, as the trainer does) and entropy enhancement :math:`\beta` (default: the preset of the
+weighting, 0 for DML and GML's 0.1 for ALW).
+
+**Mean over branches.** The branches' BPR losses are averaged, so the peer terms are
+averaged too (``reduction="mean"``): each branch's ranking and mimicry terms keep the
+:math:`1 : \lambda(t)` balance that the cohort's summed cross-entropy and mimicry have,
+while the regulariser, the gate and ALW keep the weight they had against one BPR loss.
+
+A peer whose modality is missing for the row's positive item does not teach on that row
+(its :math:`\alpha` is set to zero and the rest renormalised, ``peer_mask``); it still
+*learns* from the others, which is what lets a branch stay useful for items that lack its
+modality. The gate of the combined prediction is trained by BPR on the combination of
+*detached* branch scores, and ALW by its own label signal (the positive, candidate 0, must
+win under the peer mixture, on rows where every peer can teach), so neither can be gamed
+by the mimicry term.
 
 :func:`fit` trains with early stopping on a validation metric (default NDCG@10), keeps the
-best weights (and a checkpoint file when ``checkpoint_dir`` is given) and reports the test
-metrics at the best epoch.
+best weights (and an atomically written checkpoint when ``checkpoint_dir`` is given) and
+reports the test metrics at the best epoch. ``device`` (``"cpu"``, ``"cuda"``,
+``"cuda:N"`` or ``"auto"``) is resolved as the trainer resolves it; negatives are drawn on
+the CPU (one seeded generator, the same samples on every device) and moved.
+
+Results in ``benchmarks/results/recsys_*`` were produced before this module shared the
+cohort's mimicry loss (linear ramp, ALW :math:`T_{\min} = 0.5`, no entropy term); see the
+tutorial for how much a short run moves.
 """
 from __future__ import annotations
 
@@ -40,21 +60,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from graphmutual.mutual.alw import (
-    AdaptiveLogitWeighting,
-    alw_loss,
-    peer_targets,
-    uniform_peer_weights,
-)
-from graphmutual.mutual.divergence import check_divergence, divergence
+from graphmutual.mutual.alw import AdaptiveLogitWeighting
+from graphmutual.mutual.divergence import check_divergence
+from graphmutual.mutual.mimicry import PRESETS, WEIGHTING_PRESET, MimicryLoss, MimicryTerms
 from graphmutual.recsys.data import RecData
 from graphmutual.recsys.metrics import evaluate_full_ranking
 from graphmutual.recsys.model import MultiBranchRec
+from graphmutual.train.checkpoint import save_checkpoint
+from graphmutual.train.config import ConfigError
+from graphmutual.train.trainer import resolve_device
 
 
 @dataclass
 class RecTrainConfig:
-    """Hyper-parameters of :func:`fit` (see the module docstring for the loss)."""
+    """Hyper-parameters of :func:`fit` (see the module docstring for the loss).
+
+    ``entropy=None`` takes the entropy weight of the weighting's preset
+    (:data:`graphmutual.mutual.PRESETS`: 0 for ``uniform``/DML, 0.1 for ``adaptive``/GML).
+    Invalid values raise :class:`~graphmutual.train.ConfigError`.
+    """
 
     epochs: int = 300
     batch_size: int = 2048
@@ -65,6 +89,7 @@ class RecTrainConfig:
     divergence: str = "kl"
     temperature: float = 1.0
     weighting: str = "uniform"  # "uniform" (DML) or "adaptive" (ALW)
+    entropy: Optional[float] = None
     warmup: int = 5
     eval_every: int = 2
     patience: int = 10
@@ -72,18 +97,39 @@ class RecTrainConfig:
     mask_valid_at_test: bool = True
     eval_batch_size: Optional[int] = None  # None: auto (about 2M scores per block)
     seed: int = 0
+    device: str = "cpu"
     max_minutes: Optional[float] = None
     progress: bool = True
     checkpoint_dir: Optional[str] = None
 
     def __post_init__(self) -> None:
-        check_divergence(self.divergence)
+        try:
+            check_divergence(self.divergence)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.weighting not in ("uniform", "adaptive"):
-            raise ValueError(f"weighting must be 'uniform' or 'adaptive' (got {self.weighting})")
+            raise ConfigError(
+                f"weighting must be 'uniform' or 'adaptive' (got {self.weighting})")
         if self.num_negatives < 1:
-            raise ValueError("num_negatives must be >= 1")
+            raise ConfigError("num_negatives must be >= 1")
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
+            raise ConfigError("epochs and batch_size must be >= 1")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0 (got {self.temperature})")
+        if self.entropy is not None and self.entropy < 0:
+            raise ConfigError(f"entropy must be >= 0 (got {self.entropy})")
+        try:
+            resolve_device(self.device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def mimicry(self) -> MimicryLoss:
+        """The peer terms as configured (averaged over branches, see the module docs)."""
+        entropy = self.entropy if self.entropy is not None else \
+            float(PRESETS[WEIGHTING_PRESET[self.weighting]]["entropy"])
+        return MimicryLoss(weighting=self.weighting, divergence=self.divergence,
+                           temperature=self.temperature, mimic_weight=self.mutual,
+                           warmup=self.warmup, entropy=entropy, reduction="mean")
 
 
 class NegativeSampler:
@@ -118,42 +164,27 @@ def bpr_loss(scores: Tensor) -> Tensor:
 def mutual_loss(
     scores: Tensor,
     presence: Tensor,
-    cfg: RecTrainConfig,
+    mimicry: MimicryLoss,
     alw: Optional[AdaptiveLogitWeighting] = None,
-) -> tuple[Tensor, Tensor]:
-    """Mimicry loss between the branches' ranking distributions (and ALW's own loss).
+    epoch: int = 0,
+) -> MimicryTerms:
+    """The peer terms between the branches' ranking distributions.
 
     Args:
         scores: ``[M, B, C]`` branch scores of the candidates (positive first).
-        presence: ``[B, M]`` whether each branch's modality exists for the row's positive.
+        presence: ``[B, M]`` whether each branch's modality exists for the row's positive;
+            a peer absent for a row does not teach on it.
+        mimicry: the loss (:meth:`RecTrainConfig.mimicry`).
+        alw: ALW, for ``weighting="adaptive"``.
+        epoch: the epoch (from 0) of the warm-up ramp.
 
     Returns:
-        ``(mimic, alw_term)``; a peer absent for a row does not teach on it.
+        :class:`~graphmutual.mutual.MimicryTerms`; ``.total`` is what :func:`fit` adds.
     """
-    m, b, _ = scores.shape
-    if alw is not None:
-        alpha, tau = alw(scores.detach())
-    else:
-        alpha = uniform_peer_weights(m, dtype=scores.dtype).expand(b, m, m)
-        tau = torch.full((m, b), cfg.temperature, dtype=scores.dtype)
-    alpha = alpha * presence[:, None, :].to(alpha.dtype)
-    norm = alpha.sum(-1, keepdim=True)
-    has_teacher = norm.squeeze(-1) > 0  # [B, M]
-    alpha = alpha / norm.clamp_min(1e-12)
-    targets = peer_targets(scores, alpha, tau)  # [M, B, C]
-    mimic = scores.new_zeros(())
-    for k in range(m):
-        w = has_teacher[:, k].to(scores.dtype)
-        if w.sum() > 0:
-            mimic = mimic + divergence(scores[k], targets[k], cfg.divergence, cfg.temperature,
-                                       sample_weight=w)
-    mimic = mimic / m
-    alw_term = scores.new_zeros(())
-    if alw is not None:
-        y = torch.zeros(b, dtype=torch.long)
-        rows = has_teacher.all(1)
-        alw_term = alw_loss(targets, y, rows)
-    return mimic, alw_term
+    b = scores.size(1)
+    positive = torch.zeros(b, dtype=torch.long, device=scores.device)  # candidate 0
+    every_row = torch.ones(b, dtype=torch.bool, device=scores.device)
+    return mimicry(scores, positive, every_row, epoch=epoch, alw=alw, peer_mask=presence)
 
 
 def _evaluate(model: MultiBranchRec, data: RecData, split: str, cfg: RecTrainConfig,
@@ -164,8 +195,9 @@ def _evaluate(model: MultiBranchRec, data: RecData, split: str, cfg: RecTrainCon
     else:
         target = data.test
         exclude = [data.train, data.valid] if cfg.mask_valid_at_test else [data.train]
+    device = model.user_emb.device
     return evaluate_full_ranking(
-        lambda u: model.full_scores(u, branch=branch), target, exclude,
+        lambda u: model.full_scores(u.to(device), branch=branch).cpu(), target, exclude,
         data.num_users, data.num_items, batch_size=cfg.eval_batch_size,
     )
 
@@ -204,18 +236,25 @@ def fit(model: MultiBranchRec, data: RecData, cfg: Optional[RecTrainConfig] = No
         per_branch: bool = True) -> FitResult:
     """Train ``model`` on ``data.train`` with early stopping on ``cfg.monitor`` (validation).
 
-    The best weights are restored at the end; with ``cfg.checkpoint_dir`` they are also
-    written to ``best.pt`` there (state dict, config, epoch, validation metrics).
+    The model is moved to ``cfg.device``. The best weights are restored at the end; with
+    ``cfg.checkpoint_dir`` they are also written atomically to ``best.pt`` there (state
+    dict, config, epoch, validation metrics;
+    :func:`~graphmutual.train.checkpoint.load_checkpoint` reads it). History rows hold
+    the epoch means of ``loss``, ``bpr``, ``mimic`` (already scaled by
+    :math:`\\lambda(t)`) and ``entropy``.
     """
     cfg = cfg or RecTrainConfig()
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # CPU: the same samples on every device
     sampler = NegativeSampler(data.train, data.num_items)
+    model.to(device)
     m = model.num_branches
+    mimicry = cfg.mimicry() if m > 1 and cfg.mutual > 0 else None
     alw = None
     params = list(model.parameters())
-    if m > 1 and cfg.mutual > 0 and cfg.weighting == "adaptive":
-        alw = AdaptiveLogitWeighting(m, t_min=0.5, t_max=4.0, init_temperature=cfg.temperature)
+    if mimicry is not None and mimicry.weighting == "adaptive":
+        alw = AdaptiveLogitWeighting(m, init_temperature=cfg.temperature).to(device)
         params += list(alw.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     train = data.train
@@ -238,13 +277,13 @@ def fit(model: MultiBranchRec, data: RecData, cfg: Optional[RecTrainConfig] = No
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
-        lam = cfg.mutual * min(1.0, epoch / max(cfg.warmup, 1))
         perm = torch.randperm(n, generator=gen)
-        tot = {"loss": 0.0, "bpr": 0.0, "mimic": 0.0}
+        tot = {"loss": 0.0, "bpr": 0.0, "mimic": 0.0, "entropy": 0.0}
         for s in range(0, n, cfg.batch_size):
             idx = perm[s: s + cfg.batch_size]
             u, pos = train[0, idx], train[1, idx]
-            neg = sampler(u, cfg.num_negatives, gen)
+            neg = sampler(u, cfg.num_negatives, gen).to(device)
+            u, pos = u.to(device), pos.to(device)
             items = torch.cat([pos[:, None], neg], 1)
             scores = model.branch_scores(u, items)  # [M, B, C], one propagation per step
             bpr = bpr_loss(scores)
@@ -254,10 +293,11 @@ def fit(model: MultiBranchRec, data: RecData, cfg: Optional[RecTrainConfig] = No
             loss = bpr + cfg.reg * reg
             if m > 1:
                 loss = loss + bpr_loss(model.combine(scores.detach(), items))  # the gate
-                if cfg.mutual > 0:
-                    mimic, alw_term = mutual_loss(scores, model.presence[pos], cfg, alw)
-                    loss = loss + lam * mimic + alw_term
-                    tot["mimic"] += float(mimic.detach()) * idx.numel()
+                if mimicry is not None:
+                    peer = mutual_loss(scores, model.presence[pos], mimicry, alw, epoch - 1)
+                    loss = loss + peer.total
+                    tot["mimic"] += float(peer.mimic_total.detach()) * idx.numel()
+                    tot["entropy"] += float(peer.entropy.detach()) * idx.numel()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -274,8 +314,8 @@ def fit(model: MultiBranchRec, data: RecData, cfg: Optional[RecTrainConfig] = No
                 best, best_epoch, bad, best_valid = score, epoch, 0, val
                 best_state = copy.deepcopy(model.state_dict())
                 if ckpt:
-                    torch.save({"state_dict": best_state, "config": asdict(cfg),
-                                "epoch": epoch, "valid": val}, ckpt / "best.pt")
+                    save_checkpoint({"state_dict": best_state, "config": asdict(cfg),
+                                     "epoch": epoch, "valid": val}, ckpt / "best.pt")
             else:
                 bad += 1
             if hasattr(bar, "set_postfix"):
