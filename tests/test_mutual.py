@@ -498,3 +498,10 @@ def test_graph_free_detection_and_override():
     assert cohort.graph_free == [True, False]
     with pytest.raises(ValueError, match="one entry per student"):
         MutualEnsemble([Linear(5, 3, "a"), Linear(5, 3, "b")], graph_free=[True])
+
+
+def test_autocast_allows_other_input_dtypes():
+    cohort = gcn_cohort(fused=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = cohort(torch.randn(6, 4).bfloat16(), ring())
+    assert out.shape == (2, 6, 3)

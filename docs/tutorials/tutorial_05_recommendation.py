@@ -77,10 +77,15 @@ if root is not None:
 # --------
 # :func:`graphmutual.recsys.fit` trains with the BPR loss on sampled negatives plus, for
 # every branch, a mimicry term towards its peer branch's softened ranking distribution over
-# the positive and sampled items (``mutual`` is its weight λ, ``divergence`` and
-# ``weighting`` as in :doc:`/concepts`). It evaluates on validation every ``eval_every``
-# epochs, keeps the best weights, and finally evaluates on the test set — the full ranking
-# over all 1,425 artists, with each user's training and validation artists masked.
+# the positive and sampled items. The peer terms are the cohort's own
+# :class:`~graphmutual.mutual.MimicryLoss` (``cfg.mimicry()``): ``mutual`` is its weight λ,
+# reached by the same sigmoid warm-up over ``warmup`` epochs; ``divergence``, ``weighting``
+# (``"adaptive"`` is ALW with its tuned temperature bound) and ``entropy`` (default: the
+# weighting's preset) as in :doc:`/concepts`; they are averaged over the branches, as the
+# BPR losses are. ``device="cuda"`` trains on a GPU. It evaluates on validation every
+# ``eval_every`` epochs, keeps the best weights, and finally evaluates on the test set — the
+# full ranking over all 1,425 artists, with each user's training and validation artists
+# masked.
 if root is not None:
     cfg = recsys.RecTrainConfig(epochs=8, eval_every=1, batch_size=4096, num_negatives=4,
                                 mutual=1.0, divergence="kl", weighting="uniform",

@@ -232,8 +232,8 @@ class MutualEnsemble(nn.Module):
         """Validate the ``x`` and ``edge_index`` of a forward call (cached per graph)."""
         x = args[0] if args else kwargs.get("x")
         edge_index = args[1] if len(args) > 1 else kwargs.get("edge_index")
-        dtype = None
-        if not torch.is_autocast_enabled():
+        dtype = None  # under autocast any float input is fine
+        if isinstance(x, Tensor) and not torch.is_autocast_enabled(x.device.type):
             dtype = next((p.dtype for p in self.students.parameters()
                           if p.is_floating_point()), None)
         self._guard(x, edge_index, dtype)
