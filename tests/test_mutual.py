@@ -505,3 +505,15 @@ def test_autocast_allows_other_input_dtypes():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = cohort(torch.randn(6, 4).bfloat16(), ring())
     assert out.shape == (2, 6, 3)
+
+
+def test_a_gnn_marked_graph_free_never_takes_the_fused_path():
+    from torch_geometric.nn.models import GCN
+
+    torch.manual_seed(0)
+    students = [GCN(4, 8, 2, 3), GCN(4, 8, 2, 3)]
+    cohort = MutualEnsemble(students, method="dml", graph_free=[False, True])
+    assert cohort._fused is None  # the fused path would pass it the graph
+    assert MutualEnsemble(students, method="dml")._fused is not None
+    with pytest.raises(ValueError, match=r"fused=True cannot call the GNN students \['GCN'\]"):
+        MutualEnsemble(students, method="dml", graph_free=[False, True], fused=True)

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.nn.models.basic_gnn import BasicGNN
 
 from graphmutual.mutual.alw import DEFAULT_T_MAX, DEFAULT_T_MIN, AdaptiveLogitWeighting
 from graphmutual.mutual.inputs import InputGuard, graph_free_kwargs, is_graph_free
@@ -171,10 +172,16 @@ class MutualEnsemble(nn.Module):
         if fused not in ("auto", True, False):
             raise ValueError(f"fused must be 'auto', True or False (got {fused!r})")
         self.fused = fused
+        # a GNN marked graph-free must get x only, which the fused path cannot do
+        forced = [n for n, s, g in zip(self.names, students, self.graph_free)
+                  if g and isinstance(s, BasicGNN)]
+        if forced and fused is True:
+            raise ValueError(f"fused=True cannot call the GNN students {forced} without "
+                             "the graph (graph_free); use fused='auto' or False")
         # a plain object (not a submodule): it holds references to the students only
         self._fused: Optional[FusedCohort] = (
             FusedCohort(students) if fused is True
-            else FusedCohort.try_build(students) if fused == "auto" else None
+            else FusedCohort.try_build(students) if fused == "auto" and not forced else None
         )
 
     # ------------------------------------------------------------------ basics
