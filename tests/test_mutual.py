@@ -469,6 +469,9 @@ def test_pyg_mlp_is_called_without_the_graph(norm):
     assert mlp.lins[0].weight.grad.abs().sum() > 0
     cohort.eval()
     assert torch.equal(cohort(x, ei)[1], mlp(x))
+    # a batch vector reaches the MLP's graph-wise norms; the graph never does
+    batch = torch.tensor([0, 0, 0, 1, 1, 1])
+    assert torch.equal(cohort(x, ei, batch=batch)[1], mlp(x, batch=batch))
     # the alternating schedule calls students one by one: the same rule applies
     cohort.train()
     opt = torch.optim.SGD(cohort.parameters(), lr=0.1)
