@@ -11,7 +11,9 @@ with peer targets :math:`q_k` built from detached peer logits (see
 :mod:`graphmutual.mutual.alw`), a divergence :math:`D` from
 :mod:`graphmutual.mutual.divergence` and the warm-up ramp
 :math:`\lambda(t) = \lambda\,\exp(-5(1 - \min(t / t_w, 1))^2)`. The cohort's total is
-:math:`\sum_k \mathcal{L}_k + \mathcal{L}_{\mathrm{ALW}}`.
+:math:`\sum_k \mathcal{L}_k + \mathcal{L}_{\mathrm{ALW}}`. Everything but the
+cross-entropy is :class:`~graphmutual.mutual.MimicryLoss` (:mod:`graphmutual.mutual.mimicry`),
+shared with the recommender.
 
 Presets (``method=``):
 
