@@ -7,7 +7,7 @@
 # the needed raw folders are copied to ~/.cache/graphmutual/bench-data first, DATA is never
 # written to. Every command resumes from benchmarks/results/bench/runs/ (one JSON per
 # finished run), so re-running one only trains what is missing. Commands recorded in result
-# files before the benchmarks/ re-layout named the wrapper `python benchmarks/bench_suite.py`
+# files before the benchmarks/ re-layout named the former wrapper script `bench_suite.py`
 # (the same options, output benchmarks/results/bench); they now read as below.
 #
 # Session 8 made the balanced forward/reverse KL GML's default divergence on Cora, CiteSeer
