@@ -394,3 +394,30 @@ def test_widen_simple_tables(ext):
     tree = publish_doctree("\n".join(lines), settings_overrides={"report_level": 5})
     assert not [n for n in tree.traverse() if n.tagname == "system_message"]
     assert tree.astext().split() == ["a", "b", "toolong", "c"]
+
+
+def test_benchmark_pages_cover_result_folders(ext, tmp_path, monkeypatch):
+    """Tables in results/<folder>/ (bench/, reference/, ...) get pages too, README first;
+    run caches and plots do not."""
+    res = tmp_path / "results"
+    for folder in ("bench", "bench/runs", "bench/plots", "reference"):
+        (res / folder).mkdir(parents=True)
+    (res / "ops.md").write_text("# Ops\n")
+    (res / "bench" / "node.md").write_text("# Node\n")
+    (res / "bench" / "README.md").write_text("# Results\n")
+    (res / "bench" / "runs" / "x.md").write_text("# not a table\n")
+    (res / "reference" / "tu.md").write_text("no title\n")
+    monkeypatch.setattr(ext, "RESULTS", res)
+    monkeypatch.setattr(ext, "OUT", tmp_path / "out")
+    names = ext.generate_benchmark_pages()
+    assert names == ["generated/benchmarks/ops", "generated/benchmarks/bench/README",
+                     "generated/benchmarks/bench/node", "generated/benchmarks/reference/tu"]
+    page = (tmp_path / "out" / "benchmarks" / "bench" / "node.md").read_text()
+    assert "{include} ../../../../benchmarks/results/bench/node.md" in page
+    assert (tmp_path / "out" / "benchmarks" / "reference" / "tu.md").read_text().startswith(
+        "# reference/tu\n")
+    toc = (tmp_path / "out" / "benchmarks_list.inc").read_text()
+    assert ":caption: benchmarks/results/bench/" in toc and "generated/benchmarks/ops" in toc
+    (res / "bench" / "node.md").unlink()
+    ext.generate_benchmark_pages()
+    assert not (tmp_path / "out" / "benchmarks" / "bench" / "node.md").exists()
