@@ -38,7 +38,7 @@ methods: main = independent,dml,gml; ablations = {', '.join(v for v in VARIANTS
 examples:
   graphmutual bench --quick                           # CI smoke test: cora + mutag, 5 epochs
   graphmutual bench --root ../shared/datasets --datasets cora,citeseer --name node
-  graphmutual bench --root DATA --datasets cora --name node-cora \
+  graphmutual bench --root DATA --datasets cora --name node-cora \\
       --output benchmarks/results/bench    # into a checkout's tables (default: ./runs/bench)
   graphmutual bench --root DATA --datasets cora --methods ablations --name ablation-cora
   graphmutual bench --root DATA --datasets mutag --students gcn,gat,gin,mlp --seeds 5
