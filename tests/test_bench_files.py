@@ -60,7 +60,7 @@ def test_scripts_write_into_the_checked_in_results(script, attr, target):
     assert Path(getattr(mod, attr)).resolve() == (REPO / target).resolve()
 
 
-def test_bench_output_defaults_to_the_working_directory(tmp_path, monkeypatch):
+def test_bench_output_defaults_to_the_working_directory(tmp_path, monkeypatch, capsys):
     """The installed `graphmutual bench` writes under ./runs/bench of the current
     directory, never into the repository (or site-packages) tree."""
     monkeypatch.chdir(tmp_path)
@@ -72,6 +72,8 @@ def test_bench_output_defaults_to_the_working_directory(tmp_path, monkeypatch):
                          "gcn", "--seeds", "1", "--epochs", "1", "--hidden", "8",
                          "--jobs", "0", "--no-plots", "--no-progress", "--name", "t"])
     assert bench_cli.run(args) == 0
+    assert "bench: output runs/bench (the default under the working directory" in \
+        capsys.readouterr().err
     out = tmp_path / "runs" / "bench"
     assert (out / "t.md").is_file() and (out / "t.json").is_file()
     assert list((out / "runs" / "cora").glob("independent-s0-*.json"))

@@ -268,6 +268,9 @@ def run(args: argparse.Namespace) -> int:
     what = "runs to aggregate from the cache" if args.aggregate_only else "runs planned"
     print(f"bench: {len(specs)} {what}: datasets {', '.join(datasets)}; methods "
           f"{', '.join(order)}; seeds {seed_summary(seeds)}", file=sys.stderr)
+    print(f"bench: output {output}"
+          + ("" if args.output else " (the default under the working directory; --output "
+             "to change)"), file=sys.stderr)
     if not args.aggregate_only:
         data_root = writable_root(root, datasets, args.data_cache or None)
         report = run_suite(specs, cache, data_root, jobs=args.jobs, threads=args.threads,
