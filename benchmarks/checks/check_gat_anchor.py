@@ -13,7 +13,6 @@ protocol of the benchmark tables) and writes ``benchmarks/results/bench/check-ga
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,12 @@ from torch import nn
 from torch_geometric.nn import GATConv
 from tqdm.auto import tqdm
 
-from graphmutual.bench.environment import command_line, environment, environment_markdown
+from graphmutual.bench.environment import (
+    command_line,
+    environment,
+    environment_markdown,
+    load_average,
+)
 from graphmutual.bench.report import write_report
 from graphmutual.data import load_dataset
 from graphmutual.nn import build_student
@@ -125,7 +129,7 @@ def main(argv: List[str] | None = None) -> int:
           "", __doc__.split("\n\n")[1].replace("\n", " "), "",
           f"Anchor: GAT 83.0 ± 0.7 (Veličković et al., ICLR 2018, Table 2). Seeds 0–"
           f"{args.seeds - 1}, {args.epochs} epochs, one torch thread; "
-          f"{time.time() - t0:.0f} s wall, load average {os.getloadavg()[0]:.2f} at the end.",
+          f"{time.time() - t0:.0f} s wall, load average {load_average()} at the end.",
           "", "| variant | val (×100) | test (×100) |", "|---|---|---|"]
     md += [f"| {r['variant']} | {ms(r['val'])} | {ms(r['test'])} |" for r in rows]
     md += ["", "Hardware and software:", "", environment_markdown(environment()), ""]

@@ -344,7 +344,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Stand-alone entry point (``python -m graphmutual.bench.cli``) until the CLI is wired."""
+    """Stand-alone entry point, ``python -m graphmutual.bench.cli`` (the same as
+    ``graphmutual bench``, which :mod:`graphmutual.cli` wires through :func:`add_arguments`
+    and :func:`run`)."""
     parser = argparse.ArgumentParser(prog="graphmutual bench", epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
