@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Commands behind benchmarks/results/bench/ (run from the repository root).
+# Commands behind benchmarks/results/bench/ (run from the repository root, so that
+# `python -m graphmutual` is this checkout's code). The harness is `graphmutual bench`;
+# without --output it writes to ./runs/bench, so every command here passes the repository's
+# results folder explicitly (in $BENCH).
 # DATA is the directory holding Planetoid/, TUDataset/, ogb/, ... (e.g. ../shared/datasets);
 # the needed raw folders are copied to ~/.cache/graphmutual/bench-data first, DATA is never
 # written to. Every command resumes from benchmarks/results/bench/runs/ (one JSON per
-# finished run), so re-running one only trains what is missing. `graphmutual bench` and
-# `python benchmarks/bench_suite.py` take the same options.
+# finished run), so re-running one only trains what is missing. Commands recorded in result
+# files before the benchmarks/ re-layout named the former wrapper script `bench_suite.py`
+# (the same options, output benchmarks/results/bench); they now read as below.
 #
 # Session 8 made the balanced forward/reverse KL GML's default divergence on Cora, CiteSeer
 # and PubMed (node.md was rerun with it) and added the gml-kl variant to `ablations`.
@@ -15,7 +19,7 @@
 # ablations with the current code adds a gml-kl row (a repeat of gml there).
 set -euo pipefail
 DATA=${DATA:-../shared/datasets}
-BENCH="python benchmarks/bench_suite.py"
+BENCH="python -m graphmutual bench --output benchmarks/results/bench"
 
 # (0) a tuned GML default: ALW's lower temperature bound, chosen on the validation
 #     table at the end of tuning-tmin.md (0.75 is the package default since; session 9
@@ -50,15 +54,15 @@ $BENCH --root "$DATA" --datasets coauthor-cs --methods main --seeds 3 --name nod
 #     pooled with node-cs into the 10-seed table
 $BENCH --root "$DATA" --datasets coauthor-cs --methods main --seeds 3,4,5,6,7,8,9 \
     --name node-cs-seeds3-9 --jobs 2 --seeds-per-job 1
-python benchmarks/merge_reports.py benchmarks/results/bench/node-cs.json \
+python benchmarks/tools/merge_reports.py benchmarks/results/bench/node-cs.json \
     benchmarks/results/bench/node-cs-seeds3-9.json --name node-cs-10seeds
 #     one ENZYMES DML fold with the current code (flush on / off) and commit 7fe2f9b's code:
 #     why the old MUTAG/ENZYMES/Photo tables differ from reruns (the CPU, not the code)
-python benchmarks/check_reproducibility.py --root ~/.cache/graphmutual/bench-data
+python benchmarks/checks/check_reproducibility.py --root ~/.cache/graphmutual/bench-data
 #     why the bench workers flush denormals: a matmul on denormal inputs, flush off / on
-python benchmarks/bench_denormal.py
+python benchmarks/speed/bench_denormal.py
 #     why the GAT student sits below the GAT paper's Cora number (architecture check)
-python benchmarks/check_gat_anchor.py --seeds 10
+python benchmarks/checks/check_gat_anchor.py --seeds 10
 #     Cora with an MLP student in the cohort
 $BENCH --root "$DATA" --datasets cora --students gcn,gat,gin,mlp --methods main --seeds 5 \
     --name node-mlp
@@ -70,7 +74,7 @@ $BENCH --root "$DATA" --datasets enzymes --methods main --seeds 10 --name graph-
 $BENCH --root "$DATA" --datasets proteins --methods main --seeds 3 --name graph-proteins
 $BENCH --root "$DATA" --datasets proteins --methods main --seeds 3,4,5,6,7,8,9 \
     --name graph-proteins-folds4-10
-python benchmarks/merge_reports.py benchmarks/results/bench/graph-proteins.json \
+python benchmarks/tools/merge_reports.py benchmarks/results/bench/graph-proteins.json \
     benchmarks/results/bench/graph-proteins-folds4-10.json --name graph-proteins-10folds
 #     MUTAG checks (validation decides): learning rate, and sum instead of mean pooling
 $BENCH --root "$DATA" --datasets mutag --methods main --seeds 10 --sweep lr=0.01,0.001 \
@@ -91,13 +95,13 @@ $BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 5 --epochs 5
     --set num_layers=3 --sweep t_min=1.0 --name check-graph-tmin
 $BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 5 --epochs 50 --hidden 64 \
     --set num_layers=3 --sweep warmup=30 --name check-graph-warmup
-python benchmarks/merge_reports.py benchmarks/results/bench/graph-mol.json \
+python benchmarks/tools/merge_reports.py benchmarks/results/bench/graph-mol.json \
     benchmarks/results/bench/check-graph-tmin.json \
     benchmarks/results/bench/check-graph-warmup.json --name check-graph-gml
 #     the same validation check on ENZYMES (10 folds), next to graph-enzymes (session 5)
 $BENCH --root "$DATA" --datasets enzymes --methods gml --seeds 10 --sweep t_min=1.0 \
     --name check-enzymes-tmin --jobs 2 --seeds-per-job 1
-python benchmarks/merge_reports.py benchmarks/results/bench/graph-enzymes.json \
+python benchmarks/tools/merge_reports.py benchmarks/results/bench/graph-enzymes.json \
     benchmarks/results/bench/check-enzymes-tmin.json --name check-enzymes-gml
 #     a lone GIN on molbace with and without bond features (edge_features, session 5)
 $BENCH --root "$DATA" --datasets ogbg-molbace --methods independent --students gin --seeds 5 \

@@ -335,7 +335,7 @@ def test_merge_reports_script(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "benchmarks" / "merge_reports.py"
+    path = Path(__file__).parents[1] / "benchmarks" / "tools" / "merge_reports.py"
     spec = importlib.util.spec_from_file_location("merge_reports", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_recsys import ANCHORS, KEYS, RESULTS, write  # noqa: E402
+from run_recsys import ANCHORS, KEYS, RESULTS, summarise, write  # noqa: E402
 
 from graphmutual.recsys.metrics import format_table  # noqa: E402
+
+__all__ = ["KEYS", "merge", "summarise", "main"]
 
 
 def merge(payloads: List[Dict], labels: Optional[List[str]] = None
@@ -38,13 +40,6 @@ def merge(payloads: List[Dict], labels: Optional[List[str]] = None
                     raise ValueError(f"seed {run['seed']} of '{name}' appears twice")
                 rows.setdefault(name, []).append(run)
     return rows
-
-
-def summarise(runs: List[Dict], split: str = "test") -> Dict[str, float]:
-    out = {k: statistics.mean(r[split][k] for r in runs) for k in KEYS}
-    if len(runs) > 1:
-        out.update({f"{k}_std": statistics.stdev(r[split][k] for r in runs) for k in KEYS})
-    return out
 
 
 def main() -> None:

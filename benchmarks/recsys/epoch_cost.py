@@ -7,7 +7,7 @@ Usage (from the repository root)::
 ``shortcut off`` sets ``model.adj_symmetric = False``: the backward of every propagation
 layer then goes through autograd's ``csr @ dense`` backward (which transposes the CSR matrix
 each call), as before the change. Same seed, data and batches in both modes. Writes
-``benchmarks/results/recsys_epoch_cost.{md,json}`` with the command, ``lscpu`` and the load.
+``benchmarks/results/recsys_epoch_cost.{md,json}`` with the command, the hardware and the load.
 """
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 
+from graphmutual.bench.environment import environment, load_average, report_header
 from graphmutual.recsys.data import load_dataset
 from graphmutual.recsys.model import build_model
 from graphmutual.recsys.train import RecTrainConfig, fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_recsys import RESULTS, hardware, load_average, write  # noqa: E402
+from run_recsys import RESULTS, write  # noqa: E402
 
 CASES = [("lastfm-2k", "LightGCN", "lightgcn", None, []),
          ("lastfm-2k", "ours (id, tags)", "mutual", ["id", "tags"], ["tags"]),
@@ -50,17 +51,15 @@ def main() -> None:
             rows.append({"dataset": dataset, "model": name, "shortcut": shortcut,
                          "s_per_epoch": res.seconds_per_epoch})
             print(rows[-1], flush=True)
-    md = (f"# Training cost per epoch (one thread)\n\nCommand: "
-          f"`{' '.join(['python'] + sys.argv)}`\n\ntorch {torch.__version__}, 1 torch thread, "
-          f"CPU only. Load average at start {load_start}, at end {load_average()} on 2 cores "
-          f"(another engineer's jobs on the other core).\n\n```\n{hardware()}\n```\n\n"
-          f"Batch 2048, 8 negatives, d=64, 3 layers, mean over {args.epochs} epochs (no "
-          f"evaluation inside). Both modes include the flat `index_select` gathers.\n\n"
-          "| dataset | model | symmetric backward | s/epoch |\n|---|---|---|---|\n")
+    info = environment()
+    md = report_header("Training cost per epoch (one thread)", info, load_at_start=load_start)
+    md += (f"\nBatch 2048, 8 negatives, d=64, 3 layers, mean over {args.epochs} epochs (no "
+           f"evaluation inside). Both modes include the flat `index_select` gathers.\n\n"
+           "| dataset | model | symmetric backward | s/epoch |\n|---|---|---|---|\n")
     for r in rows:
         md += (f"| {r['dataset']} | {r['model']} | {'on' if r['shortcut'] else 'off'} | "
                f"{r['s_per_epoch']:.2f} |\n")
-    write("epoch_cost", md, {"command": sys.argv, "hardware": hardware(), "rows": rows},
+    write("epoch_cost", md, {"command": sys.argv, "environment": info, "rows": rows},
           Path(args.out_dir))
 
 

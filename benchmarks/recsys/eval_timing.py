@@ -8,7 +8,7 @@ For each dataset and model, times :func:`graphmutual.recsys.train.evaluate` on t
 (propagation + chunked scoring + masking of train and validation items + top-K + metrics)
 from a cold eval cache, ``--repeats`` times, for several user-batch sizes. Untrained weights:
 the cost does not depend on their values. Writes ``benchmarks/results/recsys_eval_timing.md``
-and ``.json`` with the command, the hardware (``lscpu``) and the load average.
+and ``.json`` with the command, the hardware and the load average.
 """
 from __future__ import annotations
 
@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
+from graphmutual.bench.environment import environment, load_average, report_header
 from graphmutual.recsys.data import load_dataset
 from graphmutual.recsys.metrics import auto_batch_size
 from graphmutual.recsys.model import build_model
 from graphmutual.recsys.train import RecTrainConfig, evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_recsys import RESULTS, hardware, load_average, write  # noqa: E402
+from run_recsys import RESULTS, write  # noqa: E402
 
 CASES = [  # dataset, row name, model kind, branches, modalities to load
     ("lastfm-2k", "LightGCN", "lightgcn", None, []),
@@ -68,25 +69,22 @@ def main() -> None:
                          "median_s": statistics.median(times), "min_s": min(times),
                          "max_s": max(times), "times_s": times})
             print(rows[-1], flush=True)
-    md = (f"# Full-ranking evaluation time (all test users, all items)\n\n"
-          f"Command: `{' '.join(['python'] + sys.argv)}`\n\n"
-          f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), CPU only. "
-          f"Load average (1/5/15 min) at start {load_start}, at end {load_average()} on 2 "
-          f"cores (another engineer's benchmark may use the other core).\n\n"
-          f"```\n{hardware()}\n```\n\n"
-          f"What is timed: `graphmutual.recsys.train.evaluate(model, data, 'test')` from a cold "
-          f"cache — one propagation, then users in chunks of `batch size`: float32 score "
-          f"matmul `[B, d·M] @ [d·M, I]`, training and validation items set to −inf by "
-          f"precomputed CSR row/column indices, `topk(20)`, hits and Recall/NDCG/Precision/Hit "
-          f"@10/20. Never a dense users × items matrix in one piece. {args.repeats} timed "
-          f"repeats after one warm-up.\n\n"
-          "| dataset | model | users | items | batch size | median (s) | min (s) | max (s) |\n"
-          "|---|---|---|---|---|---|---|---|\n")
+    info = environment()
+    md = report_header("Full-ranking evaluation time (all test users, all items)", info,
+                       load_at_start=load_start)
+    md += (f"\nWhat is timed: `graphmutual.recsys.train.evaluate(model, data, 'test')` from a cold "
+           f"cache — one propagation, then users in chunks of `batch size`: float32 score "
+           f"matmul `[B, d·M] @ [d·M, I]`, training and validation items set to −inf by "
+           f"precomputed CSR row/column indices, `topk(20)`, hits and Recall/NDCG/Precision/Hit "
+           f"@10/20. Never a dense users × items matrix in one piece. {args.repeats} timed "
+           f"repeats after one warm-up.\n\n"
+           "| dataset | model | users | items | batch size | median (s) | min (s) | max (s) |\n"
+           "|---|---|---|---|---|---|---|---|\n")
     for r in rows:
         md += (f"| {r['dataset']} | {r['model']} | {r['users']} | {r['items']} | "
                f"{r['batch_size']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
                f"{r['max_s']:.3f} |\n")
-    write("eval_timing", md, {"command": sys.argv, "hardware": hardware(), "rows": rows},
+    write("eval_timing", md, {"command": sys.argv, "environment": info, "rows": rows},
           Path(args.out_dir))
 
 

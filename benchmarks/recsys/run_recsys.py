@@ -12,7 +12,8 @@ Every model trains to convergence: at most ``--epochs`` epochs with early stoppi
 validation NDCG@10 (``--patience`` evaluations, every 2 epochs); the best-validation weights
 are tested. ``--patience >= --epochs`` gives a fixed budget (still testing the best
 validation epoch). Writes ``benchmarks/results/recsys_<suite>[_<tag>].{md,json}`` with the
-exact command, the hardware (``lscpu``), the load average and every measured number
+exact command, the hardware (:func:`graphmutual.bench.environment.environment`), the load
+average and every measured number
 (validation curves in the JSON). Data root: ``--root`` or ``$GRAPHMUTUAL_DATA``.
 """
 from __future__ import annotations
@@ -20,10 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -32,11 +30,14 @@ from typing import Dict, List, Optional
 
 import torch
 
+from graphmutual.bench.environment import environment, load_average, report_header
+from graphmutual.bench.report import write_report
 from graphmutual.recsys.data import load_dataset
 from graphmutual.recsys.metrics import format_table
 from graphmutual.recsys.missing import missing_modality_experiment
 from graphmutual.recsys.model import build_model
 from graphmutual.recsys.train import RecTrainConfig, fit
+from graphmutual.stats import mean_std
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 ANCHORS = {  # ../shared/ANCHORS.md, RecBole-GNN Last.fm protocol
@@ -66,16 +67,6 @@ HETREC_VARIANTS = [
      True),
     ("ours", "ours (id, tags)", "mutual", ["id", "tags"], {}, True),
 ]
-
-
-def hardware() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        out = platform.processor()
-    keep = ("Model name", "CPU(s):", "Thread(s) per core", "Core(s) per socket", "Socket(s)",
-            "L3 cache", "Architecture")
-    return "\n".join(line for line in out.splitlines() if line.strip().startswith(keep))
 
 
 def parse_sets(items: List[str]) -> Dict[str, object]:
@@ -138,25 +129,28 @@ def run_variants(dataset: str, variants, seeds: List[int], base: RecTrainConfig,
                          "seconds": res.seconds, "seconds_per_epoch": res.seconds_per_epoch,
                          "eval_seconds": res.eval_seconds,
                          "epochs_run": len(res.history), "history": res.history})
-        agg = {k: statistics.mean(r["test"][k] for r in runs) for k in KEYS}
-        if len(runs) > 1:
-            agg.update({f"{k}_std": statistics.stdev(r["test"][k] for r in runs) for k in KEYS})
-        out[name] = {"mean": agg, "runs": runs}
+        out[name] = {"mean": summarise(runs), "runs": runs}
+    return out
+
+
+def summarise(runs: List[Dict], split: str = "test") -> Dict[str, float]:
+    """Mean over seeds of every metric in ``KEYS``, plus ``<metric>_std`` where more than
+    one seed counts (:func:`graphmutual.stats.mean_std`: unbiased std, non-finite values
+    left out)."""
+    out: Dict[str, float] = {}
+    for k in KEYS:
+        mean, std, n = mean_std(r[split][k] for r in runs)
+        out[k] = mean
+        if n > 1:
+            out[f"{k}_std"] = std
     return out
 
 
 def write(suite: str, md: str, payload: Dict, out_dir: Path = RESULTS) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"recsys_{suite}.md").write_text(md)
-    (out_dir / f"recsys_{suite}.json").write_text(json.dumps(payload, indent=1, default=str))
+    """Write ``recsys_<suite>.md`` and ``.json`` into ``out_dir`` (atomically) and print the
+    markdown. Values JSON cannot hold are written as text."""
+    write_report(out_dir / f"recsys_{suite}", md, json.loads(json.dumps(payload, default=str)))
     print(md)
-
-
-def load_average() -> str:
-    try:
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return "n/a"
 
 
 def header(title: str, args, base: RecTrainConfig, model_kw: Dict, extra: str,
@@ -164,20 +158,15 @@ def header(title: str, args, base: RecTrainConfig, model_kw: Dict, extra: str,
     stop = ("early stopping on validation NDCG@10 (patience "
             f"{base.patience} evaluations)" if base.patience < base.epochs else
             "no early stopping (fixed budget)")
-    return (
-        f"# {title}\n\nCommand: `{' '.join(['python'] + sys.argv)}`\n\n"
-        f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), CPU only. "
-        f"Load average (1/5/15 min) at start {load_start}, at end {load_average()} on 2 "
-        f"cores (other engineers' jobs may share them; timings are upper bounds).\n\n"
-        f"```\n{hardware()}\n```\n\n"
+    return report_header(title, environment(), load_at_start=load_start, notes=(
         f"Training: BPR, {base.num_negatives} sampled negatives, Adam lr {base.lr}, batch "
         f"{base.batch_size}, L2 {base.reg}, d={model_kw.get('dim', 64)}, "
         f"{model_kw.get('layers', 3)} layers, at most {base.epochs} epochs, "
         f"validation every {base.eval_every} epochs, {stop}, best-validation-epoch weights "
         f"tested. Mutual learning: {base.divergence}, T={base.temperature}, "
         f"λ={base.mutual} ramped over {base.warmup} epochs, {base.weighting} peer weights "
-        f"({'DML' if base.weighting == 'uniform' else 'ALW'}) unless stated. {extra}\n\n"
-    )
+        f"({'DML' if base.weighting == 'uniform' else 'ALW'}) unless stated. {extra}"
+    )) + "\n"
 
 
 def main() -> None:
@@ -226,8 +215,8 @@ def main() -> None:
         rows = {n: r["mean"] for n, r in res.items()}
         for n, r in res.items():
             for b in r["runs"][0]["branches"]:
-                rows[f"↳ {n}: branch {b} alone"] = {
-                    k: statistics.mean(x["branches"][b][k] for x in r["runs"]) for k in KEYS}
+                rows[f"↳ {n}: branch {b} alone"] = summarise(
+                    [{"test": x["branches"][b]} for x in r["runs"]])
         split = ("fixed 8:1:1 split of the MMRec files (x_label)" if args.suite == "multimodal"
                  else f"random 8:1:1 per-user split, seeds {seeds} (one split per seed)")
         md = header(f"Recommendation: {dataset}", args, base, model_kw,
@@ -249,7 +238,7 @@ def main() -> None:
                    f"{statistics.mean(x['seconds_per_epoch'] for x in r['runs']):.2f} | "
                    f"{statistics.mean(x['eval_seconds'] for x in r['runs']):.2f} |\n")
         md += f"\nTotal wall time {time.time() - t0:.0f} s.\n"
-        write(name, md, {"command": sys.argv, "hardware": hardware(), "results": res},
+        write(name, md, {"command": sys.argv, "environment": environment(), "results": res},
               out_dir)
     else:
         data = load_dataset("lfm2k-multimodal", args.root, modalities=["whisper", "text"])
@@ -272,7 +261,7 @@ def main() -> None:
                        f"{r['recall@10']:.4f} | {r['recall@20']:.4f} | "
                        f"{r['relative_ndcg@10']:.3f} | {r['best_epoch']} |\n")
         md += f"\nTotal wall time {time.time() - t0:.0f} s.\n"
-        write(name, md, {"command": sys.argv, "hardware": hardware(), "results": res},
+        write(name, md, {"command": sys.argv, "environment": environment(), "results": res},
               out_dir)
 
 

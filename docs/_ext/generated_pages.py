@@ -1,6 +1,7 @@
 """Pages generated at build time from files owned by other parts of the repository.
 
-* ``generated/benchmarks/<name>.md`` -- one page per ``benchmarks/results/*.md``, which
+* ``generated/benchmarks/[<folder>/]<name>.md`` -- one page per ``benchmarks/results/*.md``
+  and ``benchmarks/results/<folder>/*.md`` (``bench/``, ``reference/``, ...), which
   *includes* the result file (MyST ``include``), so the tables are never retyped and files
   that appear later are picked up by the next build;
 * ``generated/benchmarks_list.inc`` -- the toctree of those pages (a sentence when there are
@@ -35,34 +36,58 @@ def _title(md: Path) -> str | None:
 
 
 def _order(md: Path) -> tuple:
-    # summaries first, then alphabetical
-    return (0 if "summary" in md.stem else 1, md.stem)
+    # summaries (and a folder's README) first, then alphabetical
+    return (0 if "summary" in md.stem or md.stem == "README" else 1, md.stem)
+
+
+#: Folders under ``benchmarks/results/<group>/`` that hold data, not tables.
+SKIP_DIRS = ("runs", "plots")
+
+
+def _result_groups() -> list[tuple[str, list[Path]]]:
+    """``("", results/*.md)`` then ``(folder, results/<folder>/*.md)`` per subfolder."""
+    if not RESULTS.is_dir():
+        return []
+    groups = [("", sorted(RESULTS.glob("*.md"), key=_order))]
+    for sub in sorted(p for p in RESULTS.iterdir() if p.is_dir() and p.name not in SKIP_DIRS):
+        groups.append((sub.name, sorted(sub.glob("*.md"), key=_order)))
+    return [(g, files) for g, files in groups if files]
 
 
 def generate_benchmark_pages() -> list[str]:
     """Write the wrapper pages; return their docnames (relative to the docs root)."""
     out = OUT / "benchmarks"
-    results = sorted(RESULTS.glob("*.md"), key=_order) if RESULTS.is_dir() else []
-    names = []
-    for md in results:
-        rel = Path("..", "..", "..", "benchmarks", "results", md.name).as_posix()
-        head = "" if _title(md) else f"# {md.stem.replace('_', ' ')}\n\n"
-        extra = md.with_suffix(".json")
-        src = f"`benchmarks/results/{md.name}`"
-        if extra.exists():
-            src += f" (raw numbers: `benchmarks/results/{extra.name}`)"
-        text = (f"{head}```{{include}} {rel}\n```\n\n"
-                f"---\n\n*Generated from {src} at documentation build time.*\n")
-        _write(out / f"{md.stem}.md", text)
-        names.append(f"generated/benchmarks/{md.stem}")
-    wanted = {f"{Path(n).name}.md" for n in names}
-    if out.is_dir():
-        for stale in out.glob("*.md"):
-            if stale.name not in wanted:
-                stale.unlink()
-    if names:
+    names: list[str] = []
+    tocs: list[str] = []
+    written: set[Path] = set()
+    for group, files in _result_groups():
+        entries = []
+        for md in files:
+            src_rel = Path(group, md.name).as_posix()
+            up = "../" * (3 + bool(group))
+            label = f"{group}/{md.stem}" if group else md.stem
+            head = "" if _title(md) else f"# {label.replace('_', ' ')}\n\n"
+            extra = md.with_suffix(".json")
+            src = f"`benchmarks/results/{src_rel}`"
+            if extra.exists():
+                src += f" (raw numbers: `benchmarks/results/{Path(src_rel).with_suffix('.json')}`)"
+            text = (f"{head}```{{include}} {up}benchmarks/results/{src_rel}\n```\n\n"
+                    f"---\n\n*Generated from {src} at documentation build time.*\n")
+            name = Path("generated", "benchmarks", group, md.stem).as_posix()
+            _write(out / group / f"{md.stem}.md", text)
+            written.add(out / group / f"{md.stem}.md")
+            entries.append(name)
+        names += entries
+        caption = f"   :caption: benchmarks/results/{group}/\n" if group else ""
         # entries are relative to the *including* document (benchmarks.rst)
-        toc = ".. toctree::\n   :maxdepth: 1\n\n" + "".join(f"   {n}\n" for n in names)
+        tocs.append(".. toctree::\n   :maxdepth: 1\n" + caption + "\n"
+                    + "".join(f"   {n}\n" for n in entries))
+    if out.is_dir():
+        for stale in out.rglob("*.md"):
+            if stale not in written:
+                stale.unlink()
+    if tocs:
+        toc = "\n".join(tocs)
     else:
         toc = ("*No result tables have been checked in yet* (``benchmarks/results/*.md``); "
                "they appear here at the next documentation build.\n")

@@ -10,7 +10,11 @@ and ``nn``; only :mod:`graphmutual.cli` imports it.
 * :mod:`~graphmutual.bench.runner` — expands a suite, skips cached runs, runs the rest;
 * :mod:`~graphmutual.bench.aggregate` — mean ± unbiased std tables (markdown + JSON);
 * :mod:`~graphmutual.bench.plots` — matplotlib figures;
-* :mod:`~graphmutual.bench.cli` — ``graphmutual bench``.
+* :mod:`~graphmutual.bench.environment` — the hardware and software behind a table (also
+  used by every script under ``benchmarks/``);
+* :mod:`~graphmutual.bench.report` — atomic writes of ``NAME.md`` / ``NAME.json`` result files;
+* :mod:`~graphmutual.bench.cli` — ``graphmutual bench`` (writes to ``./runs/bench`` unless
+  ``--output`` says otherwise).
 """
 
 from graphmutual.bench.cache import RunCache, config_hash

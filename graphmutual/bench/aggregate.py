@@ -1,4 +1,8 @@
-"""Aggregate cached runs into mean ± unbiased-std tables (JSON and markdown)."""
+"""Aggregate cached runs into mean ± unbiased-std tables (JSON and markdown).
+
+Mean and std follow :mod:`graphmutual.stats` (non-finite seeds left out and counted in ``n``,
+unbiased std, 0 for one seed).
+"""
 from __future__ import annotations
 
 import math
@@ -7,18 +11,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from graphmutual.bench.presets import settings_suffix
+from graphmutual.stats import format_mean_std, mean_std
 
 BEST = "best student"
 ENSEMBLE = "ensemble"
 ENSEMBLE_ALW = "ensemble_alw"
-
-
-def mean_std(values: Sequence[float]) -> Tuple[float, float, int]:
-    """Mean and unbiased (ddof=1) std of the finite values; std is 0 for one value."""
-    arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if arr.size == 0:
-        return float("nan"), float("nan"), 0
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0, int(arr.size)
 
 
 def best_student(run: Dict[str, Any]) -> Dict[str, float]:
@@ -140,11 +137,9 @@ def merge_aggregates(*aggs: Dict[str, Any]) -> Dict[str, Any]:
 # ------------------------------------------------------------------------------ markdown
 def fmt(stat: Dict[str, Any], scale: float = 100.0) -> str:
     """``81.23 ± 0.45`` (or ``81.23`` for one seed, ``n/a`` for none)."""
-    if not stat or stat["n"] == 0:
+    if not stat:
         return "n/a"
-    if stat["n"] == 1:
-        return f"{stat['mean'] * scale:.2f}"
-    return f"{stat['mean'] * scale:.2f} ± {stat['std'] * scale:.2f}"
+    return format_mean_std(stat["mean"], stat["std"], stat["n"], scale)
 
 
 def _unit(metric: str) -> str:

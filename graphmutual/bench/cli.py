@@ -24,7 +24,11 @@ from graphmutual.bench.presets import (
     VARIANTS,
 )
 
-DEFAULT_OUTPUT = os.path.join("benchmarks", "results", "bench")
+#: Where tables, JSON, plots and the run cache go without ``--output``: relative to the
+#: working directory, like ``graphmutual train``'s ``runs/<dataset>-<method>`` -- never into
+#: the package's source tree or a repository path. The repository's checked-in tables are
+#: made with ``--output benchmarks/results/bench`` (``benchmarks/reproduce.sh``).
+DEFAULT_OUTPUT = os.path.join("runs", "bench")
 QUICK_OUTPUT = os.path.join("runs", "bench-quick")
 
 EXAMPLES = f"""presets: node = {', '.join(NODE_PRESETS)}; graph = {', '.join(GRAPH_PRESETS)}
@@ -34,6 +38,8 @@ methods: main = independent,dml,gml; ablations = {', '.join(v for v in VARIANTS
 examples:
   graphmutual bench --quick                           # CI smoke test: cora + mutag, 5 epochs
   graphmutual bench --root ../shared/datasets --datasets cora,citeseer --name node
+  graphmutual bench --root DATA --datasets cora --name node-cora \\
+      --output benchmarks/results/bench    # into a checkout's tables (default: ./runs/bench)
   graphmutual bench --root DATA --datasets cora --methods ablations --name ablation-cora
   graphmutual bench --root DATA --datasets mutag --students gcn,gat,gin,mlp --seeds 5
   graphmutual bench --root DATA --datasets citeseer --methods gml --set t_min=1.0
@@ -41,6 +47,10 @@ examples:
   graphmutual bench --root DATA --datasets cora,citeseer --methods gml --seeds 5 \\
       --sweep t_min=0.5,0.75,1.0 --name tuning-tmin   # choose on the validation table
   graphmutual bench --name node --aggregate-only      # re-make tables/plots from the cache
+
+Without --output everything goes to ./runs/bench (./runs/bench-quick with --quick) under the
+current directory: tables NAME.md/NAME.json, plots/, and the run cache runs/ that resumes and
+reuses finished runs across suites.
 """
 
 
@@ -93,8 +103,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seeds one worker process runs before it exits (default 5)")
     o = p.add_argument_group("output")
     o.add_argument("--output", default=None,
-                   help=f"directory for tables, JSON and plots (default: {DEFAULT_OUTPUT}; "
-                        f"--quick: {QUICK_OUTPUT})")
+                   help=f"directory for tables, JSON and plots (default: ./{DEFAULT_OUTPUT} "
+                        f"in the current directory; --quick: ./{QUICK_OUTPUT})")
     o.add_argument("--cache", default=None,
                    help="directory of per-run JSON files (default: OUTPUT/runs)")
     o.add_argument("--name", default=None,
@@ -203,13 +213,14 @@ def run(args: argparse.Namespace) -> int:
         FileNotFoundError: a ``--root`` that does not exist.
     """
     from graphmutual.bench.aggregate import aggregate, format_markdown
-    from graphmutual.bench.cache import RunCache, atomic_write_json
+    from graphmutual.bench.cache import RunCache
     from graphmutual.bench.environment import (
         command_line,
         environment,
         environment_markdown,
     )
     from graphmutual.bench.presets import expand_suite, resolve_datasets
+    from graphmutual.bench.report import write_json, write_text
     from graphmutual.bench.runner import run_suite, writable_root
     from graphmutual.nn.students import STUDENTS
     from graphmutual.train import parse_seeds
@@ -257,6 +268,9 @@ def run(args: argparse.Namespace) -> int:
     what = "runs to aggregate from the cache" if args.aggregate_only else "runs planned"
     print(f"bench: {len(specs)} {what}: datasets {', '.join(datasets)}; methods "
           f"{', '.join(order)}; seeds {seed_summary(seeds)}", file=sys.stderr)
+    print(f"bench: output {output}"
+          + ("" if args.output else " (the default under the working directory; --output "
+             "to change)"), file=sys.stderr)
     if not args.aggregate_only:
         data_root = writable_root(root, datasets, args.data_cache or None)
         report = run_suite(specs, cache, data_root, jobs=args.jobs, threads=args.threads,
@@ -304,9 +318,8 @@ def run(args: argparse.Namespace) -> int:
                + (" — more than one: the runs come from different code." if len(prints) > 1
                   else "."))
     md = format_markdown(agg, order, header)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / f"{name}.md").write_text(md)
-    atomic_write_json(output / f"{name}.json", {
+    write_text(output / f"{name}.md", md)
+    write_json(output / f"{name}.json", sort_keys=True, obj={
         "command": cmd, "aggregate_only": bool(args.aggregate_only), "environment": info,
         "datasets": datasets,
         "methods": order, "students": students, "seeds": seeds,
@@ -331,7 +344,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Stand-alone entry point (``python -m graphmutual.bench.cli``) until the CLI is wired."""
+    """Stand-alone entry point, ``python -m graphmutual.bench.cli`` (the same as
+    ``graphmutual bench``, which :mod:`graphmutual.cli` wires through :func:`add_arguments`
+    and :func:`run`)."""
     parser = argparse.ArgumentParser(prog="graphmutual bench", epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)

@@ -7,6 +7,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from graphmutual.bench.aggregate import BEST, ENSEMBLE
+from graphmutual.stats import mean_std
 
 
 def _pyplot():
@@ -81,12 +82,8 @@ def plot_alw(ds: str, variant: str, runs: Sequence[Dict[str, Any]], path: Path) 
             c = _curves(runs, f"alw/{kind}/{s}")
             if c.size == 0:
                 continue
-            with np.errstate(all="ignore"):
-                import warnings
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    mean, std = np.nanmean(c, 0), np.nanstd(c, 0)
+            # per epoch over the seeds that reached it (shorter runs are NaN-padded)
+            mean, std = (np.array(v) for v in zip(*(mean_std(col)[:2] for col in c.T)))
             ep = np.arange(mean.size)
             ax.plot(ep, mean, label=s)
             ax.fill_between(ep, mean - std, mean + std, alpha=0.2)

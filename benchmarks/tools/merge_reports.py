@@ -1,6 +1,6 @@
 """Pool the per-seed results of several ``graphmutual bench`` reports into one table.
 
-    python benchmarks/merge_reports.py benchmarks/results/bench/graph-proteins.json \\
+    python benchmarks/tools/merge_reports.py benchmarks/results/bench/graph-proteins.json \\
         benchmarks/results/bench/graph-proteins-folds4-10.json --name graph-proteins-10folds
 
 For suites whose seeds (splits, CV folds) ran in different sessions and whose per-run
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from graphmutual.bench.aggregate import format_markdown, merge_aggregates
-from graphmutual.bench.cache import atomic_write_json
 from graphmutual.bench.environment import command_line
+from graphmutual.bench.report import write_json, write_text
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -61,10 +61,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         command_line(), "```", "", *sources, "",
                         "Hardware and software: see each source report."])
     out = args.output or args.reports[0].parent
-    out.mkdir(parents=True, exist_ok=True)
     md = format_markdown(merged, order, header)
-    (out / f"{args.name}.md").write_text(md)
-    atomic_write_json(out / f"{args.name}.json", {
+    write_text(out / f"{args.name}.md", md)
+    write_json(out / f"{args.name}.json", sort_keys=True, obj={
         "command": command_line(), "sources": [str(p) for p in args.reports],
         "methods": order, "seeds": sorted({s for r in loaded for s in r["seeds"]}),
         "results": merged})

@@ -8,7 +8,7 @@ code changes since that commit nor the flushing change the run on this machine; 
 table made from that commit's code elsewhere that differs then differs because of the CPU.
 Writes ``benchmarks/results/bench/check-reproducibility.md``.
 
-    python benchmarks/check_reproducibility.py --root ~/.cache/graphmutual/bench-data
+    python benchmarks/checks/check_reproducibility.py --root ~/.cache/graphmutual/bench-data
 """
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from graphmutual.bench.environment import command_line, environment, environment_markdown
+from graphmutual.bench.report import write_text
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 _RUN = """
 import json, sys, torch
@@ -83,7 +84,7 @@ def main(argv: Optional[list] = None) -> None:
     same = all(r == results[next(iter(results))] for r in results.values())
     lines += ["", f"All three runs identical: **{'yes' if same else 'no'}**.", "",
               "Hardware and software:", "", environment_markdown(environment()), ""]
-    Path(args.output).write_text("\n".join(lines))
+    write_text(args.output, "\n".join(lines))
     print("\n".join(lines[9:9 + len(results) + 3]))
     print(f"written to {args.output}")
 

@@ -4,23 +4,23 @@ Why the bench workers call ``torch.set_flush_denormal(True)``: float32 values be
 1.2e-38 (denormals) make CPU arithmetic slow. This times ``A @ B`` where ``A`` holds normal
 values or denormals, with the flush off and on, interleaved in one process, one thread.
 
-    python benchmarks/bench_denormal.py
+    python benchmarks/speed/bench_denormal.py
 
 Writes ``benchmarks/results/denormal_cpu.{md,json}``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from graphmutual.bench.environment import command_line, environment, environment_markdown
+from graphmutual.bench.environment import environment, report_header
+from graphmutual.bench.report import write_report
 
-OUT = Path(__file__).resolve().parent / "results"
+OUT = Path(__file__).resolve().parents[1] / "results"
 
 
 def seconds(a: torch.Tensor, b: torch.Tensor, flush: bool, reps: int) -> float:
@@ -55,19 +55,18 @@ def main() -> int:
             a = normal if name == "normal" else denormal
             times.append(seconds(a, b, flush, args.reps))
     best = {k: min(v) for k, v in cases.items()}
-    md = ["# Denormal inputs and flush-to-zero (CPU, 1 torch thread)", "",
-          f"Command: `{command_line()}`", "",
+    info = environment()
+    md = [report_header("Denormal inputs and flush-to-zero (CPU, 1 torch thread)", info),
           f"`A @ B`, {args.size}×{args.size} float32, best of {args.rounds} interleaved "
           f"rounds of {args.reps}; `A` normal (randn) or denormal (randn × 1e-39).", "",
           "| A | flush_denormal off (ms) | on (ms) | off / on |", "|---|---|---|---|"]
     for name in ("normal", "denormal"):
         off, on = best[(name, False)], best[(name, True)]
         md.append(f"| {name} | {1e3 * off:.2f} | {1e3 * on:.2f} | {off / on:.1f}x |")
-    md += ["", "Hardware and software:", "", environment_markdown(environment()), ""]
-    (OUT / "denormal_cpu.md").write_text("\n".join(md))
-    (OUT / "denormal_cpu.json").write_text(json.dumps(
-        {"command": sys.argv, "seconds": {f"{k[0]}/flush={k[1]}": v for k, v in cases.items()}},
-        indent=1))
+    md.append("")
+    write_report(OUT / "denormal_cpu", "\n".join(md), {
+        "command": sys.argv, "environment": info,
+        "seconds": {f"{k[0]}/flush={k[1]}": v for k, v in cases.items()}})
     print("\n".join(md))
     return 0
 

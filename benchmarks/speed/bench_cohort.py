@@ -21,15 +21,14 @@ masks differ between the two paths, so equal means "about equal").
 
 Usage::
 
-    python benchmarks/bench_cohort.py               # full run, writes benchmarks/results/
-    python benchmarks/bench_cohort.py --quick       # smoke run (small synthetic graph)
+    python benchmarks/speed/bench_cohort.py               # full run, writes benchmarks/results/
+    python benchmarks/speed/bench_cohort.py --quick       # smoke run (small synthetic graph)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -38,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 VARIANTS = ("fused", "sequential", "gat", "baseline")
 DATASETS = ("cora", "synthetic")
@@ -145,19 +144,6 @@ def _run(args: argparse.Namespace, variant: str, dataset: str, acc_epochs: int =
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _hardware() -> Dict[str, Any]:
-    import torch
-    import torch_geometric
-
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        lscpu = "(lscpu not available)"
-    return dict(python=platform.python_version(), torch=torch.__version__,
-                torch_geometric=torch_geometric.__version__, platform=platform.platform(),
-                cpu_count=os.cpu_count(), loadavg=list(os.getloadavg()), lscpu=lscpu)
-
-
 def _table(summary: Dict[str, Dict[str, Any]], datasets: List[str], variants: List[str]
            ) -> List[str]:
     lines = ["| dataset | variant | s / epoch (median) | vs fused | peak RSS (MB) | "
@@ -211,7 +197,7 @@ def main(argv: List[str] | None = None) -> int:
         args.rounds, args.epochs, args.warmup = 1, 3, 1
         args.nodes, args.edges, args.acc_epochs = 20_000, 200_000, 0
     out = args.out or (None if args.quick else RESULTS / "cohort_cpu")
-    command = " ".join(["python", "benchmarks/bench_cohort.py"] + (argv or sys.argv[1:]))
+    command = " ".join(["python", "benchmarks/speed/bench_cohort.py"] + (argv or sys.argv[1:]))
 
     runs: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
     for r in range(args.rounds):
@@ -274,21 +260,20 @@ def main(argv: List[str] | None = None) -> int:
         for name in acc["fused"]:
             lines.append(f"| {name} | {acc['fused'][name]:.3f} | "
                          f"{acc['sequential'][name]:.3f} |")
-    hw = _hardware()
-    lines += ["", f"torch {hw['torch']}, torch_geometric {hw['torch_geometric']}, Python "
-              f"{hw['python']}, {hw['platform']}, os.cpu_count()={hw['cpu_count']}, "
-              f"load average at the end {hw['loadavg']}", "", "```", hw["lscpu"].strip(),
-              "```"]
+    # imported here, not at the top: the worker processes measure their peak RSS
+    from graphmutual.bench.environment import environment, environment_markdown
+    from graphmutual.bench.report import write_report
+
+    hw = environment()
+    lines += ["", "Hardware and software:", "", environment_markdown(hw)]
     text = "\n".join(lines) + "\n"
     print(text)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(text)
         payload = dict(command=command, args={k: (str(v) if isinstance(v, Path) else v)
                                               for k, v in vars(args).items()},
                        summary=summary, targets=targets, accuracy=acc, hardware=hw)
-        out.with_suffix(".json").write_text(json.dumps(payload, indent=1))
-        print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+        md, js = write_report(out, text, payload)
+        print(f"wrote {md} and {js}")
     return 0
 
 

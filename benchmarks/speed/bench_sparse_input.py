@@ -1,29 +1,28 @@
 """Benchmark: GML cohort (GCN+GAT+GIN) training epoch with the fused cohort's sparse first
 layer on versus off (``SPARSE_INPUT_MAX_DENSITY`` set to 0), side by side in one process.
 
-    python benchmarks/bench_sparse_input.py --root ~/.cache/graphmutual/bench-data
+    python benchmarks/speed/bench_sparse_input.py --root ~/.cache/graphmutual/bench-data
 
 ``--root`` must be writable (the loaders write ``processed/``): e.g. the copy that
 ``graphmutual bench --root ../shared/datasets`` makes in ``~/.cache/graphmutual/bench-data``.
 
-Writes ``benchmarks/results/sparse_input_cpu.{md,json}`` (command, ``lscpu``, load average).
+Writes ``benchmarks/results/sparse_input_cpu.{md,json}`` (command, hardware, load average).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
 import graphmutual.nn.fused as fused
+from graphmutual.bench.environment import environment, load_average, report_header
+from graphmutual.bench.report import write_report
 from graphmutual.train import TrainConfig
 from graphmutual.train.trainer import Trainer
 
-OUT = Path(__file__).resolve().parent / "results"
+OUT = Path(__file__).resolve().parents[1] / "results"
 
 
 def epoch_seconds(dataset: str, root: str, epochs: int, sparse: bool) -> float:
@@ -45,6 +44,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="interleaved sparse/dense rounds")
     args = p.parse_args()
     torch.set_num_threads(1)
+    load_start = load_average()
     rows = []
     for ds in args.datasets.split(","):
         times = {"sparse": [], "dense": []}
@@ -55,21 +55,17 @@ def main() -> None:
         rows.append({"dataset": ds, "sparse_s": s, "dense_s": d, "speedup": d / s,
                      "rounds": times})
         print(f"{ds}: sparse {s:.3f} s/epoch, dense {d:.3f}, {d / s:.2f}x", flush=True)
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    hw = "\n".join(line for line in lscpu.splitlines()
-                   if line.split(":")[0] in ("Architecture", "CPU(s)", "Model name"))
-    md = (f"# Sparse first layer of the fused cohort (CPU, 1 torch thread)\n\nCommand: "
-          f"`{' '.join(['python'] + sys.argv)}`\n\ntorch {torch.__version__}; load average "
-          f"{os.getloadavg()} on a shared machine.\n\n```\n{hw}\n```\n\n"
-          f"GML cohort GCN+GAT+GIN, training seconds per epoch (no evaluation), best of "
-          f"{args.rounds} interleaved rounds of {args.epochs} epochs.\n\n"
-          "| dataset | sparse first layer (s/epoch) | dense (s/epoch) | speed-up |\n"
-          "|---|---|---|---|\n")
+    hw = environment()
+    md = report_header("Sparse first layer of the fused cohort (CPU, 1 torch thread)", hw,
+                       load_at_start=load_start)
+    md += (f"\nGML cohort GCN+GAT+GIN, training seconds per epoch (no evaluation), best of "
+           f"{args.rounds} interleaved rounds of {args.epochs} epochs.\n\n"
+           "| dataset | sparse first layer (s/epoch) | dense (s/epoch) | speed-up |\n"
+           "|---|---|---|---|\n")
     md += "".join(f"| {r['dataset']} | {r['sparse_s']:.3f} | {r['dense_s']:.3f} | "
                   f"{r['speedup']:.2f}x |\n" for r in rows)
-    (OUT / "sparse_input_cpu.md").write_text(md)
-    (OUT / "sparse_input_cpu.json").write_text(json.dumps(
-        {"command": sys.argv, "hardware": hw, "rows": rows}, indent=1))
+    write_report(OUT / "sparse_input_cpu", md,
+                 {"command": sys.argv, "hardware": hw, "rows": rows})
     print(md)
 
 

@@ -6,8 +6,8 @@ table lists the fingerprints of its runs. This script computes the same hash fro
 each commit and prints one line per change, so a fingerprint in a table can be traced to
 the commits that had it — or to none, for runs made from uncommitted code::
 
-    python benchmarks/fingerprint_history.py            # every change on the current branch
-    python benchmarks/fingerprint_history.py a72ea1221cfe bfe1d7eb050a   # look some up
+    python benchmarks/tools/fingerprint_history.py            # every change on the current branch
+    python benchmarks/tools/fingerprint_history.py a72ea1221cfe bfe1d7eb050a   # look some up
 """
 from __future__ import annotations
 

@@ -8,14 +8,11 @@ side by side, plus the single changes, on the public split (row-normalised featu
 weight decay 5e-4, 200 epochs, test accuracy at the first best validation epoch — the
 protocol of the benchmark tables) and writes ``benchmarks/results/bench/check-gat-anchor.md``.
 
-    python benchmarks/check_gat_anchor.py --seeds 10
+    python benchmarks/checks/check_gat_anchor.py --seeds 10
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,11 +24,18 @@ from torch import nn
 from torch_geometric.nn import GATConv
 from tqdm.auto import tqdm
 
-from graphmutual.bench.environment import command_line, environment, environment_markdown
+from graphmutual.bench.environment import (
+    command_line,
+    environment,
+    environment_markdown,
+    load_average,
+)
+from graphmutual.bench.report import write_report
 from graphmutual.data import load_dataset
 from graphmutual.nn import build_student
+from graphmutual.stats import format_mean_std, mean_std
 
-OUT = Path(__file__).resolve().parent / "results" / "bench"
+OUT = Path(__file__).resolve().parents[1] / "results" / "bench"
 
 
 class PaperGAT(nn.Module):
@@ -116,22 +120,20 @@ def main(argv: List[str] | None = None) -> int:
     bar.close()
 
     def ms(xs):
-        return f"{100 * statistics.mean(xs):.2f} ± {100 * statistics.stdev(xs):.2f}"
+        return format_mean_std(*mean_std(xs), scale=100)
 
-    cmd = command_line(sys.argv if argv is None else ["check_gat_anchor.py", *argv])
+    cmd = command_line(sys.argv if argv is None
+                       else ["benchmarks/checks/check_gat_anchor.py", *argv])
     md = ["# GAT on Cora: our student against the paper's architecture", "",
           f"Command: `{cmd}`",
           "", __doc__.split("\n\n")[1].replace("\n", " "), "",
           f"Anchor: GAT 83.0 ± 0.7 (Veličković et al., ICLR 2018, Table 2). Seeds 0–"
           f"{args.seeds - 1}, {args.epochs} epochs, one torch thread; "
-          f"{time.time() - t0:.0f} s wall, load average {os.getloadavg()[0]:.2f} at the end.",
+          f"{time.time() - t0:.0f} s wall, load average {load_average()} at the end.",
           "", "| variant | val (×100) | test (×100) |", "|---|---|---|"]
     md += [f"| {r['variant']} | {ms(r['val'])} | {ms(r['test'])} |" for r in rows]
     md += ["", "Hardware and software:", "", environment_markdown(environment()), ""]
-    out = Path(args.output)
-    out.with_suffix(".md").write_text("\n".join(md))
-    out.with_suffix(".json").write_text(json.dumps({"command": sys.argv, "rows": rows},
-                                                   indent=1))
+    write_report(Path(args.output), "\n".join(md), {"command": sys.argv, "rows": rows})
     print("\n".join(md))
     return 0
 

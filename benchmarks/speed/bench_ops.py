@@ -17,19 +17,15 @@ measured forward and forward+backward (gradients w.r.t. x and w), side by side i
 Graphs are random with average in-degree 10 (N = E / 10), edges sorted by destination for
 every method. Writes a markdown table and JSON (default ``benchmarks/results/ops_cpu.*``).
 
-    python benchmarks/bench_ops.py            # full grid
-    python benchmarks/bench_ops.py --quick    # E=1e5, 1e6; F=16, 64; K=1, 3
+    python benchmarks/speed/bench_ops.py            # full grid
+    python benchmarks/speed/bench_ops.py --quick    # E=1e5, 1e6; F=16, 64; K=1, 3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -37,29 +33,19 @@ from typing import Callable, Optional
 import torch
 
 import graphmutual.ops as O
+from graphmutual.bench.environment import command_line, environment, environment_markdown
+from graphmutual.bench.report import write_report, write_text
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 METHODS = ["ours", "index_add", "scatter_add", "sparse_mm", "torch_scatter"]
 NATIVE = ["index_add", "scatter_add", "sparse_mm"]
 
 
 def hardware() -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "logical_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "backend": O.current_backend("cpu"),
-        "torch_scatter": _torch_scatter_version(),
-    }
+    """The shared environment record plus the kernel backend and torch-scatter version."""
+    return environment({"graphmutual backend (cpu)": O.current_backend("cpu"),
+                        "torch_scatter": _torch_scatter_version() or "not installed"})
 
 
 def _torch_scatter_version() -> Optional[str]:
@@ -223,11 +209,12 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         "# graphmutual.ops — multi-student aggregation on CPU",
         "",
-        f"Command: `{meta['command']}`  ",
-        f"Hardware: {meta['hardware']['cpu']}, {meta['hardware']['logical_cores']} logical "
-        f"cores ({meta['hardware']['torch_threads']} torch threads); torch "
-        f"{meta['hardware']['torch']}; graphmutual backend `{meta['hardware']['backend']}`; "
-        f"torch_scatter {meta['hardware']['torch_scatter'] or 'not installed'}.  ",
+        f"Command: `{meta['command']}`",
+        "",
+        "Hardware and software:",
+        "",
+        environment_markdown(meta["hardware"]),
+        "",
         f"Date: {meta['date']}. Milliseconds, **minimum** over at least {meta['repeat']} runs"
         " after one warm-up (more runs for fast cases; medians are in the JSON). The methods"
         " are timed in interleaved rounds (A, B, C, A, B, C, ...) because this 2-core machine"
@@ -296,12 +283,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--no-check", action="store_true", help="skip the cross-method check")
     p.add_argument("--render", type=Path, default=None,
                    help="only re-write the markdown from an existing results JSON")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ops_cpu",
+    p.add_argument("--out", type=Path, default=RESULTS / "ops_cpu",
                    help="output path without suffix (writes .md and .json)")
     args = p.parse_args(argv)
     if args.render:
         data = json.loads(args.render.read_text())
-        args.render.with_suffix(".md").write_text(to_markdown(data["rows"], data["meta"]))
+        write_text(args.render.with_suffix(".md"), to_markdown(data["rows"], data["meta"]))
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -309,7 +296,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     fs = args.features or ([16, 64] if args.quick else [16, 64, 256])
     ks = args.students or [1, 3]
     O.multi_spmm(O.CSR.from_edge_index(torch.tensor([[0], [0]]), 1), torch.ones(1, 1, 1))
-    meta = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+    meta = {"command": command_line(),
             "hardware": hardware(), "repeat": args.repeat,
             "date": time.strftime("%Y-%m-%d %H:%M")}
     rows = []
@@ -321,9 +308,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"E={e:.0e} F={f} K={k} fwd={r['fwd_ms']} fwdbwd={r['fwdbwd_ms']} "
                       f"speedup fwd={r.get('fwd_speedup')} fwd+bwd={r.get('fwdbwd_speedup')}",
                       flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    args.out.with_suffix(".md").write_text(to_markdown(rows, meta))
+    write_report(args.out, to_markdown(rows, meta), {"meta": meta, "rows": rows})
     print(f"wrote {args.out.with_suffix('.md')} and .json")
     return 0
 
