@@ -10,6 +10,7 @@ one-line :class:`CheckpointError` that names the file and says what to do.
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -115,6 +116,21 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     return state
 
 
+def load_json(path: PathLike, kind: str = "run file") -> Any:
+    """Read a JSON run file (e.g. a finished seed's ``seed0.json``) with a one-line
+    :class:`CheckpointError` naming the file when it is missing, empty or damaged."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+        return json.loads(text)
+    except FileNotFoundError:
+        raise CheckpointError(f"{kind} '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        what = "is empty" if path.exists() and path.stat().st_size == 0 else (
+            f"is not valid JSON ({type(exc).__name__})")
+        raise CheckpointError(f"{kind} '{path}' {what}; {_ADVICE}") from None
+
+
 def require_keys(state: Mapping[str, Any], keys: Iterable[str], path: PathLike,
                  kind: str = "graphmutual training checkpoint") -> None:
     """Raise a :class:`CheckpointError` naming ``path`` unless ``state`` has every key.
@@ -174,4 +190,4 @@ def restore_module(module: nn.Module, state_dict: Any, path: PathLike,
 
 
 __all__ = ["CheckpointError", "atomic_write_bytes", "save_checkpoint", "load_checkpoint",
-           "require_keys", "restore_module"]
+           "load_json", "require_keys", "restore_module"]
