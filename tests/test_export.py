@@ -216,6 +216,23 @@ def test_preprocessing_travels_with_the_student(tmp_path):
         export_student(student, tmp_path / "bad.pt", preprocess=[{"name": "os.system"}])
 
 
+def test_featureless_dataset_records_how_its_features_are_built(tmp_dataset_copy, tmp_path):
+    """IMDB-BINARY has no node features: the one-hot degrees travel with the student."""
+    from graphmutual.data import load_dataset
+    from graphmutual.train.export import preprocess_steps
+
+    ds = load_dataset("imdb-binary", tmp_dataset_copy("TUDataset/IMDB-BINARY"))
+    steps = preprocess_steps(ds)
+    assert steps == [{"name": "OneHotDegree", "kwargs": {"max_degree": 135}}]
+    student = GraphStudent(build_student("gin", ds.num_features, 8, 8, 2), 8, ds.num_classes)
+    export_student(student, tmp_path / "g.pt", preprocess=steps)
+    g = ds.data[3]  # built by the dataset's own transform
+    bare = Data(edge_index=g.edge_index, num_nodes=g.num_nodes)  # what a user has
+    assert torch.equal(load_transform(tmp_path / "g.pt")(bare).x, g.x)
+    assert preprocess_steps(load_dataset("cora"), normalize_features=True) == [
+        {"name": "NormalizeFeatures", "kwargs": {}}]
+
+
 # -------------------------------------------------------------------------- safety
 def crafted(tmp_path, marker, **fields):
     state = {"format": FORMAT, "class": "subprocess.Popen",

@@ -353,6 +353,21 @@ def _check_preprocess(steps: Any, path) -> List[Dict[str, Any]]:
     return [dict(name=s["name"], kwargs=dict(s.get("kwargs", {}))) for s in steps]
 
 
+def preprocess_steps(dataset: Any, normalize_features: bool = False) -> List[Dict[str, Any]]:
+    """The ``preprocess`` steps of a student trained on ``dataset`` (a
+    :class:`~graphmutual.data.GraphDataset`): the transform that builds its features when the
+    dataset has none (``dataset.input_transform``, e.g. one-hot degrees), then
+    ``NormalizeFeatures`` when the trainer row-normalised them.  Pass the result to
+    :func:`export_student`; ``dataset.input_features`` says the rest in words (e.g. TU
+    attributes standardised over the dataset, which no stock transform repeats)."""
+    steps = []
+    if getattr(dataset, "input_transform", None) is not None:
+        steps.append(dict(dataset.input_transform))
+    if normalize_features:
+        steps.append({"name": "NormalizeFeatures", "kwargs": {}})
+    return _check_preprocess(steps, getattr(dataset, "name", "dataset"))
+
+
 def build_transform(steps: Sequence[Dict[str, Any]]) -> Callable:
     """A PyG transform applying ``steps`` (a ``preprocess`` list) in order: it maps a
     :class:`~torch_geometric.data.Data` to the inputs the student was trained on."""
@@ -482,4 +497,5 @@ def load_transform(path) -> Callable:
 
 
 __all__ = ["export_student", "load_student", "load_transform", "build_transform",
+           "preprocess_steps",
            "ALLOWED_CLASSES", "ALLOWED_TRANSFORMS"]
