@@ -108,8 +108,9 @@ def _corrupt(name: str, dataset_dir: Path, exc: BaseException) -> Exception:
     if _not_writable(exc):
         # the files are fine: never advise deleting them
         return DatasetNotWritableError(
-            f"{name}: cannot write the processed files next to the raw ones in {dataset_dir} "
-            f"({detail}). The dataset root must be writable: copy the dataset folder to a "
+            f"{name}: no permission to write (or read) the dataset files in {dataset_dir} "
+            f"({detail}). The dataset root must be writable, since PyG/OGB store processed/ "
+            "next to raw/: copy the dataset folder to a "
             "writable root (keeping the Planetoid/, TUDataset/, ogb/... layout) and pass that "
             "root, or fix the folder's permissions."
         )
@@ -179,7 +180,7 @@ def _build(
         raise
     except Exception as exc:
         cleanup()
-        if raw_present and _not_writable(exc):
+        if _not_writable(exc):
             raise _corrupt(name, dataset_dir, exc) from exc
         if not raw_present:
             raise _missing(

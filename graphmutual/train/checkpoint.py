@@ -59,8 +59,8 @@ def atomic_write_bytes(path: PathLike, writer) -> None:
         with os.fdopen(fd, "wb") as f:
             writer(f)
             f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
