@@ -1,10 +1,12 @@
 """Fault injection (issue 18): kills and ``--resume``, damaged run files, bad input.
 
 Training runs go through the command line in a subprocess, so these tests check what a
-user sees whatever the trainer looks like inside.  The kill is a real ``SIGKILL``: a
-``sitecustomize`` hook put on the subprocess's path makes the process kill itself right
-after its n-th checkpoint of one seed has been moved into place -- the same state as
-``kill -9`` after that checkpoint appeared, but at a chosen epoch on any machine speed.
+user sees whatever the trainer looks like inside.  The kill is a real ``SIGKILL`` at a
+chosen checkpoint, on any machine speed: a ``sitecustomize`` hook put on the subprocess's
+path watches the checkpoint of one seed being moved into place and, at its n-th write,
+either makes the process kill itself (``GM_TEST_KILL_AFTER``) or holds it there
+(``GM_TEST_PAUSE_AFTER``) while the test sees the file appear and sends ``SIGKILL`` from
+outside, as ``kill -9`` would.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -36,30 +39,35 @@ REPO = Path(__file__).resolve().parents[1]
 KILL_HOOK = textwrap.dedent('''
     import os
     import signal
+    import time
 
-    _target = os.environ.get("GM_TEST_KILL_AFTER")  # "<file name>:<n>"
-    if _target:
+    _target = os.environ.get("GM_TEST_KILL_AFTER") or os.environ.get("GM_TEST_PAUSE_AFTER")
+    if _target:  # "<file name>:<n>"
+        _pause = "GM_TEST_PAUSE_AFTER" in os.environ
         _name, _n = _target.rsplit(":", 1)
         _left = [int(_n)]
         _replace = os.replace
 
-        def _replace_then_die(src, dst, *args, **kwargs):
+        def _replace_then_stop(src, dst, *args, **kwargs):
             _replace(src, dst, *args, **kwargs)
             if os.path.basename(os.fspath(dst)) == _name:
                 _left[0] -= 1
                 if _left[0] == 0:
+                    if _pause:
+                        time.sleep(3600)  # until the test kills us
                     os.kill(os.getpid(), signal.SIGKILL)
 
-        os.replace = _replace_then_die
+        os.replace = _replace_then_stop
 ''')
 
-#: Tiny runs: two seeds, a checkpoint every epoch.  ``seeds`` is ordered so that the seed
-#: trained first has the validation-best student and the kill falls in the second seed.
+#: Tiny runs: two seeds, a checkpoint every epoch.  Node: ``seeds`` is ordered so that the
+#: seed trained first has the validation-best student and the process kills itself in the
+#: second seed.  Graph: the test kills it from outside once its first checkpoint appeared.
 SCENARIOS = {
     "node": dict(dataset="cora", seeds="2,0", epochs=4, kill="seed0.pt:2",
-                 students="gcn,mlp"),
+                 students="gcn,mlp", external=False),
     "graph": dict(dataset="mutag", seeds="1,0", epochs=3, kill="seed1.pt:1",
-                  students="gin,mlp"),
+                  students="gin,mlp", external=True),
 }
 
 
@@ -76,20 +84,44 @@ def workdir(tmp_path_factory, shared_datasets):
     return root
 
 
-def train(workdir: Path, scenario: str, output: Path, *extra: str, kill: str = ""):
+def command(workdir: Path, scenario: str, output: Path, *extra: str, kill: str = "",
+            external: bool = False):
     s = SCENARIOS[scenario]
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(REPO), str(workdir / "hook")]))
     env.pop("GRAPHMUTUAL_DATA", None)
     if kill:
-        env["GM_TEST_KILL_AFTER"] = kill
+        env["GM_TEST_PAUSE_AFTER" if external else "GM_TEST_KILL_AFTER"] = kill
     args = ["train", "--dataset", s["dataset"], "--students", s["students"],
             "--seeds", s["seeds"], "--epochs", str(s["epochs"]), "--threads", "1",
             "--no-progress", "--config", str(workdir / "run.yaml"), "--output", str(output)]
     if s["dataset"] != "cora":
         args += ["--root", str(workdir / "datasets")]
-    return subprocess.run([sys.executable, "-m", "graphmutual", *args, *extra], env=env,
-                          capture_output=True, text=True, timeout=900)
+    return [sys.executable, "-m", "graphmutual", *args, *extra], env
+
+
+def train(workdir: Path, scenario: str, output: Path, *extra: str, kill: str = ""):
+    cmd, env = command(workdir, scenario, output, *extra, kill=kill)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def kill_from_outside(workdir: Path, scenario: str, output: Path, kill: str) -> int:
+    """Start a run, wait for the checkpoint named in ``kill`` to appear, ``SIGKILL`` it."""
+    cmd, env = command(workdir, scenario, output, kill=kill, external=True)
+    ckpt = output / "checkpoints" / kill.rsplit(":", 1)[0]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 900
+        while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ckpt.exists(), proc.stderr.read().decode() if proc.poll() is not None else ""
+        proc.send_signal(signal.SIGKILL)
+        return proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +133,11 @@ def runs(workdir):
         done = train(workdir, name, full)
         assert done.returncode == 0, done.stderr
         resumed = workdir / f"{name}-resumed"
-        killed = train(workdir, name, resumed, kill=s["kill"])
-        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        if s["external"]:
+            assert kill_from_outside(workdir, name, resumed, s["kill"]) == -signal.SIGKILL
+        else:
+            killed = train(workdir, name, resumed, kill=s["kill"])
+            assert killed.returncode == -signal.SIGKILL, killed.stderr
         assert not (resumed / "results.json").exists()
         snapshot = workdir / f"{name}-killed"  # the run directory as the kill left it
         shutil.copytree(resumed, snapshot)
