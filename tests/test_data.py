@@ -167,6 +167,10 @@ def test_imdb_binary_gets_degree_features(tmp_dataset_copy):
     assert g.x is not None and g.x.size(1) == ds.num_features == 136
     assert bool((g.x.sum(dim=1) == 1).all())  # one-hot
     assert "one-hot degree" in ds.notes
+    # a clear field says the features were built, and how (issue 18 #5)
+    assert ds.input_features.startswith("one-hot degree (0..135), built by graphmutual")
+    assert ds.builds_features
+    assert ds.input_transform == {"name": "OneHotDegree", "kwargs": {"max_degree": 135}}
 
 
 def test_enzymes_uses_standardised_node_attributes(tmp_dataset_copy):
@@ -180,6 +184,8 @@ def test_enzymes_uses_standardised_node_attributes(tmp_dataset_copy):
     assert torch.allclose(attributes.std(0, unbiased=False), torch.ones(18), atol=1e-3)
     assert bool((labels.sum(dim=1) == 1).all())  # the node labels stay one-hot, unscaled
     assert "18 standardised continuous node attributes" in ds.notes
+    assert "standardised over the dataset by graphmutual" in ds.input_features
+    assert ds.input_transform is None and not ds.builds_features
     # a graph sliced out of the dataset sees the same standardised values
     assert torch.equal(ds.data[0].x, x[: ds.data[0].num_nodes])
 
@@ -269,6 +275,32 @@ def test_failed_processing_leaves_no_processed_dir(tmp_dataset_copy):
     with pytest.raises(ValueError, match="could not read or process"):
         load_dataset("mutag", root)
     assert not (root / "TUDataset" / "MUTAG" / "processed").exists()
+
+
+def test_unwritable_root_is_a_clear_error_that_keeps_the_files(tmp_dataset_copy, monkeypatch):
+    """Issue 18 #5: a root that cannot be written advised deleting the dataset folder."""
+    import errno
+
+    import torch_geometric.io.fs as fs
+
+    root = tmp_dataset_copy("TUDataset/MUTAG")
+    raw = sorted(p.name for p in (root / "TUDataset" / "MUTAG" / "raw").iterdir())
+
+    def refuse(data, path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(fs, "torch_save", refuse)
+    with pytest.raises(PermissionError, match="dataset root must be writable") as err:
+        load_dataset("mutag", root)
+    assert isinstance(err.value, ValueError)  # a bad-input error, like the others
+    assert "delete" not in str(err.value)
+    assert sorted(p.name for p in (root / "TUDataset" / "MUTAG" / "raw").iterdir()) == raw
+    assert not (root / "TUDataset" / "MUTAG" / "processed").exists()
+
+
+def test_node_datasets_use_their_own_features():
+    ds = load_dataset("cora")
+    assert ds.input_features == "raw" and ds.input_transform is None
 
 
 def test_corrupt_processed_dir_is_rebuilt(tmp_dataset_copy):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 from torch import Tensor
@@ -57,6 +57,14 @@ class GraphDataset:
             features (``BondEncoder``).
         root: the directory the dataset was read from (``None`` for the bundled Cora).
         notes: anything a reader of the results should know (e.g. synthesised features).
+        input_features: in words, which node features the model sees: ``"raw"`` (the
+            dataset's own features, as stored), or what the loader made of them, e.g.
+            ``"one-hot degree (0..135), built by graphmutual: the dataset has no node
+            features"``.  The CLI prints it and records it in ``results.json``.
+        input_transform: when graphmutual *builds* the features (featureless datasets), the
+            PyG transform that does it as plain data, ``{"name": "OneHotDegree", "kwargs":
+            {"max_degree": 135}}`` (the format of an exported student's ``preprocess``
+            steps); ``None`` when the features are the dataset's own.
     """
 
     name: str
@@ -69,6 +77,8 @@ class GraphDataset:
     atom_features: bool = False
     root: Optional[str] = None
     notes: str = ""
+    input_features: str = "raw"
+    input_transform: Optional[Dict[str, Any]] = None
     splitter: Optional[Callable[[int], Split]] = field(default=None, repr=False, compare=False)
 
     def split(self, seed: int = 0) -> Split:
@@ -89,6 +99,11 @@ class GraphDataset:
         if seed < 0:
             raise ValueError(f"split seed must be a non-negative int, got {seed!r}")
         return self.splitter(seed)
+
+    @property
+    def builds_features(self) -> bool:
+        """``True`` when the node features are built by graphmutual, not read from the data."""
+        return self.input_transform is not None
 
     @property
     def num_graphs(self) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import shutil
 import warnings
 from pathlib import Path
@@ -89,8 +90,30 @@ def _missing(name: str, expected: Path, reason: str = "") -> FileNotFoundError:
     )
 
 
+class DatasetNotWritableError(PermissionError, ValueError):
+    """The dataset folder cannot be written, so PyG/OGB cannot store ``processed/``.
+
+    A :class:`PermissionError` and, like every bad-input error of this layer, a
+    :class:`ValueError`.
+    """
+
+
+def _not_writable(exc: BaseException) -> bool:
+    return isinstance(exc, PermissionError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS))
+
+
 def _corrupt(name: str, dataset_dir: Path, exc: BaseException) -> Exception:
     detail = f"{type(exc).__name__}: {exc}"
+    if _not_writable(exc):
+        # the files are fine: never advise deleting them
+        return DatasetNotWritableError(
+            f"{name}: no permission to write (or read) the dataset files in {dataset_dir} "
+            f"({detail}). The dataset root must be writable, since PyG/OGB store processed/ "
+            "next to raw/: copy the dataset folder to a "
+            "writable root (keeping the Planetoid/, TUDataset/, ogb/... layout) and pass that "
+            "root, or fix the folder's permissions."
+        )
     if isinstance(exc, FileNotFoundError):
         return FileNotFoundError(f"{name}: a dataset file is missing in {dataset_dir} ({detail})")
     return ValueError(
@@ -157,6 +180,8 @@ def _build(
         raise
     except Exception as exc:
         cleanup()
+        if _not_writable(exc):
+            raise _corrupt(name, dataset_dir, exc) from exc
         if not raw_present:
             raise _missing(
                 name, dataset_dir, f"Download failed ({type(exc).__name__}: {exc}). "
@@ -331,17 +356,23 @@ def load_tu(name: str, pyg_name: str, root: Path, download: bool = True) -> Grap
         download=download,
     )
     notes = ""
+    input_features, input_transform = "raw", None
     num_attributes = int(ds.num_node_attributes)
     if num_attributes > 0:
         _standardise_columns(ds._data.x, num_attributes)
         notes = (f"x = {num_attributes} standardised continuous node attributes + "
                  f"{ds.num_node_labels} one-hot node labels")
+        input_features = (f"{num_attributes} continuous node attributes standardised over the "
+                          f"dataset by graphmutual + {ds.num_node_labels} one-hot node labels")
     if ds.num_node_features == 0:
         import torch_geometric.transforms as T
 
         max_degree = _tu_max_degree(ds)
         ds.transform = T.OneHotDegree(max_degree)
         notes = f"no node features in the raw data: x is the one-hot degree (0..{max_degree})"
+        input_features = (f"one-hot degree (0..{max_degree}), built by graphmutual: the "
+                          "dataset has no node features")
+        input_transform = {"name": "OneHotDegree", "kwargs": {"max_degree": max_degree}}
     num_classes = int(ds.num_classes)
     validate_graph_dataset(ds, num_classes)
     y = ds._data.y.view(-1)
@@ -358,6 +389,8 @@ def load_tu(name: str, pyg_name: str, root: Path, download: bool = True) -> Grap
         metric="accuracy",
         root=str(root),
         notes=notes,
+        input_features=input_features,
+        input_transform=input_transform,
         splitter=splitter,
     )
 
@@ -452,5 +485,6 @@ def load_ogbg(name: str, root: Path, download: bool = True) -> GraphDataset:
         ogb_name=name,
         atom_features=True,
         root=str(root),
+        input_features="raw: OGB's integer atom features (embedded by OGB's AtomEncoder)",
         splitter=splitter,
     )

@@ -176,14 +176,32 @@ def parse_seeds(value: Union[int, str, List[int]]) -> List[int]:
 
 
 def load_yaml_config(path: Union[str, Path]) -> Dict[str, Any]:
-    """Read a YAML mapping of :class:`TrainConfig` keys (validated by ``from_dict``)."""
+    """Read a YAML mapping of :class:`TrainConfig` keys (validated by ``from_dict``).
+
+    The file must be UTF-8 text.  YAML is read with ``yaml.safe_load`` (plain values only,
+    no Python objects).  Every problem is a :class:`ConfigError` naming the file.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a directory, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
-        values = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file '{path}' cannot be read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file '{path}' is not UTF-8 text (byte {exc.start} is "
+            f"0x{raw[exc.start]:02x}); save it as UTF-8"
+        ) from None
+    try:
+        values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"config file '{path}' is not valid YAML: {detail}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
