@@ -189,6 +189,7 @@ class Trainer:
             "seconds_per_epoch": float(np.mean(spe)) if spe else 0.0,
             "members": tracker.results(),
             "students": list(cohort.names),
+            "settings": self._settings(),
         }
         if self.output is not None:
             self._write_history(seed, state.history)
@@ -212,6 +213,33 @@ class Trainer:
                            lambda f: f.write(buf.getvalue().encode()))
 
     # -------------------------------------------------------------- all seeds
+    def _settings(self) -> Dict[str, Any]:
+        """The resolved settings that decide a seed's result (stored in ``seed{N}.json``,
+        so that ``resume`` can refuse to mix runs of different settings)."""
+        skip = ("root", "seeds", "device", "threads", "checkpoint_every", "output",
+                "progress")
+        return {k: v for k, v in self.resolved.to_dict().items() if k not in skip}
+
+    def _finished_seed(self, path: Path) -> Dict[str, Any]:
+        """A finished seed's ``seed{N}.json``, checked against this run's settings."""
+        from graphmutual.train.config import ConfigError
+
+        try:
+            res = json.loads(path.read_text(encoding="utf-8"))
+            res["members"]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"'{path}' is not a finished seed's result ({type(exc).__name__}); delete it "
+                "to rerun that seed") from None
+        stored = res.get("settings")
+        if stored is not None and stored != self._settings():
+            now = self._settings()
+            diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+            raise ConfigError(
+                f"'{path}' was trained with other settings ({', '.join(diff)}); resume with "
+                "the settings of that run, or choose another --output")
+        return res
+
     def _export(self, run: SeedRun, name: str) -> None:
         res = run.result
         k = run.cohort.names.index(name)
@@ -235,7 +263,7 @@ class Trainer:
         for seed in self.resolved.seeds:
             done = self.output / f"seed{seed}.json" if self.output else None
             if resume and done is not None and done.exists():
-                res = json.loads(done.read_text())
+                res = self._finished_seed(done)
                 per_seed.append(res)
                 best_val = max(best_val, _best_student_val(res))
                 continue
