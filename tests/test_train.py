@@ -395,3 +395,36 @@ def test_resume_refuses_other_settings_and_foreign_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match=r"seed0\.pt' is not a graphmutual training "
                                               r"checkpoint \(it lacks best, best_states"):
         Trainer(cfg).run(resume=True)
+
+
+def test_never_learned_flags_chance_level_and_stuck_cross_entropy():
+    import math
+
+    from graphmutual.train.health import chance_level, never_learned
+
+    assert chance_level("accuracy", torch.tensor([0, 1, 1, 1, 2])) == 0.6
+    assert chance_level("rocauc", None) == 0.5
+    result = {"seed": 3, "members": {"gcn": {"val": 0.81}, "gin": {"val": 0.6},
+                                     "mlp": {"val": 0.7}}}
+    ln3 = math.log(3)
+    history = [{"loss/ce/gcn": 1.0 / (e + 1), "loss/ce/gin": 0.5, "loss/ce/mlp": ln3 * 0.99}
+               for e in range(20)]
+    warnings = never_learned(["gcn", "gin", "mlp"], result, history, 3, chance=0.6)
+    assert len(warnings) == 2
+    assert warnings[0].startswith("student 'gin' never beat chance on validation (best "
+                                  "0.6000 <= 0.6000")
+    assert warnings[1].startswith("student 'mlp' never learned: its training cross-entropy "
+                                  "stayed at ln C = 1.099")
+    assert never_learned(["gin"], result, history[:19], 3, chance=0.6) == []  # too short
+
+
+def test_a_student_that_never_learns_is_reported(tmp_path, caplog):
+    # lr 1e-9: the weights never move, so every student stays at its initial guess
+    cfg = small_config(tmp_path, epochs=20, lr=1e-9, warmup=0)
+    with caplog.at_level("WARNING", logger="graphmutual.train.trainer"):
+        res = Trainer(cfg).run()
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["warnings"] == res["warnings"]
+    assert {w.split("'")[1] for w in res["warnings"]} == {"gcn", "mlp"}
+    assert all("seed 0" in w for w in res["warnings"])
+    assert len([r for r in caplog.records if "never" in r.getMessage()]) == 2

@@ -13,6 +13,7 @@ CPU.  Across seeds the validation-best student is exported to ``best_student.pt`
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from graphmutual.train.cohort import build_cohort
 from graphmutual.train.config import TrainConfig
 from graphmutual.train.defaults import ResolvedConfig, resolve_config
 from graphmutual.train.export import export_student
+from graphmutual.train.health import chance_level, never_learned
 from graphmutual.train.state import TrainState, seed_everything
 from graphmutual.train.tasks import (
     ENSEMBLE,
@@ -40,6 +42,8 @@ from graphmutual.train.tasks import (
     normalized_features,
 )
 from graphmutual.train.tracker import Best, BestTracker
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ENSEMBLE", "ENSEMBLE_ALW", "Best", "SeedRun", "Trainer", "normalized_features",
            "resolve_device", "seed_everything", "summarize"]
@@ -182,7 +186,7 @@ class Trainer:
         bar.close()
 
         spe = state.train_seconds
-        result = {
+        result: Dict[str, Any] = {
             "seed": seed,
             "split": task.split.description,
             "epochs_run": len(state.history),
@@ -191,6 +195,11 @@ class Trainer:
             "students": list(cohort.names),
             "settings": self._settings(),
         }
+        chance = chance_level(self.dataset.metric, task.val_labels())
+        result["warnings"] = never_learned(cohort.names, result, state.history,
+                                           self.dataset.num_classes, chance)
+        for line in result["warnings"]:
+            log.warning("%s: %s", self.dataset.name, line)
         if self.output is not None:
             self._write_history(seed, state.history)
         return SeedRun(result, cohort, tracker, state.history)
@@ -279,6 +288,8 @@ class Trainer:
             atomic_write_bytes(done, lambda f, r=res: f.write(json.dumps(r, indent=2)
                                                               .encode()))
         results = summarize(per_seed, self.config, self.dataset)
+        results["resolved"] = self.resolved.to_dict()
+        results["input_features"] = self.task.input_features
         if self.output is not None:
             atomic_write_bytes(self.output / "results.json",
                                lambda f: f.write(json.dumps(results, indent=2).encode()))
@@ -320,4 +331,6 @@ def summarize(per_seed: List[Dict], config: TrainConfig, dataset: GraphDataset) 
         "seconds_per_epoch": spe,
         "seconds_per_epoch_mean": float(np.mean(spe)) if spe else 0.0,
         "epochs_run": [r["epochs_run"] for r in per_seed],
+        # students that showed no sign of learning (graphmutual.train.health)
+        "warnings": [w for r in per_seed for w in r.get("warnings", [])],
     }
