@@ -155,7 +155,7 @@ def test_resume_with_other_students_or_foreign_checkpoint_is_one_line(tmp_path, 
     (out / "seed0.json").unlink()
     assert main([*base, "--students", "gcn,gat", "--resume"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "seed0.pt" in err and "another cohort" in err
+    assert len(err.splitlines()) == 1 and "seed0.pt" in err and "another configuration" in err
     assert "Traceback" not in err and "Missing key" not in err
 
 

@@ -403,7 +403,8 @@ def test_resume_refuses_other_settings_and_foreign_checkpoints(tmp_path):
         Trainer(other).run(resume=True)
     # an interrupted seed: its checkpoint holds a gcn+mlp cohort
     (out / "seed0.json").unlink()
-    with pytest.raises(CheckpointError, match=r"seed0\.pt' was written for another cohort"):
+    with pytest.raises(CheckpointError, match=r"seed0\.pt' was written for another "
+                                              r"configuration"):
         Trainer(other).run(resume=True)
     # a checkpoint with other keys names the file and what is missing
     save_checkpoint({"weights": torch.ones(1)}, out / "checkpoints" / "seed0.pt")

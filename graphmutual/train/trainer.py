@@ -229,6 +229,20 @@ class Trainer:
                 "progress")
         return {k: v for k, v in self.resolved.to_dict().items() if k not in skip}
 
+    def _check_interrupted_seeds(self) -> None:
+        """Before any work on ``resume``: every checkpoint of a seed not yet finished must
+        fit this run's cohort (a clear :class:`~graphmutual.train.CheckpointError` naming
+        the file otherwise, rather than one after the finished seeds were read)."""
+        if self.output is None:
+            return
+        for seed in self.resolved.seeds:
+            ckpt = self._checkpoint_path(seed)
+            if not (self.output / f"seed{seed}.json").exists() and ckpt.exists():
+                cohort = build_cohort(self.dataset, self.resolved).to(self.device)
+                opt = torch.optim.Adam(cohort.parameters(), lr=self.resolved.lr)
+                TrainState(BestTracker(members(cohort), self.resolved.patience)).restore(
+                    ckpt, cohort, opt)
+
     def _finished_seed(self, path: Path) -> Dict[str, Any]:
         """A finished seed's ``seed{N}.json``, checked against this run's settings."""
         from graphmutual.train.config import ConfigError
@@ -267,6 +281,8 @@ class Trainer:
         seeds (the earliest seed wins a tie); with ``resume=True`` the seeds finished before
         the interruption take part in that choice through their ``seed{N}.json``.
         """
+        if resume:
+            self._check_interrupted_seeds()
         per_seed = []
         best_val = -math.inf  # of the exported student so far
         for seed in self.resolved.seeds:
