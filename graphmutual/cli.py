@@ -248,7 +248,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     features = built_features(trainer.dataset)
     if features:  # built or transformed by the package: say so before training
-        print(f"{trainer.dataset.name}: input features: {features}", file=sys.stderr)
+        print(f"{trainer.dataset.name}: input features: {features}", flush=True)
     results = trainer.run(resume=args.resume)
     print(format_table(results))
     print(f"input features: {results['input_features']}")

@@ -313,12 +313,13 @@ def built_features(dataset: GraphDataset) -> Optional[str]:
     """How the data package built or transformed ``dataset``'s node features (e.g. one-hot
     degrees for a graph dataset without any), or ``None`` when they are the raw ones.
 
-    Read from ``dataset.input_features`` when the dataset has that field, else from the
-    loader's ``notes`` when they describe ``x``.
+    Read from ``dataset.input_features`` when the dataset has that field (``"raw..."``
+    means the dataset's own features), else from the loader's ``notes`` when they
+    describe ``x``.
     """
-    built = getattr(dataset, "input_features", None)
-    if built:
-        return str(built)
+    described = getattr(dataset, "input_features", None)
+    if described is not None:
+        return None if str(described).startswith("raw") else str(described)
     notes = dataset.notes or ""
     return notes if notes.startswith("x =") or "node features" in notes else None
 
