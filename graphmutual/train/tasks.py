@@ -124,7 +124,7 @@ class TrainingTask(ABC):
     @property
     def input_features(self) -> str:
         """A one-line description of the node features the cohort is given."""
-        return built_features(self.dataset) or "the dataset's node features"
+        return input_features(self.dataset, self.config)
 
     def setup(self, seed: int) -> None:
         """Prepare the split of ``seed`` (called before the first epoch of every seed)."""
@@ -168,11 +168,6 @@ class FullBatchNodeTask(TrainingTask):
             dataset = normalized_features(dataset)
         super().__init__(dataset, config, device)
         self.data = dataset.data.to(self.device)
-
-    @property
-    def input_features(self) -> str:
-        base = super().input_features
-        return f"{base}, row-normalised" if self.config.normalize_features else base
 
     def setup(self, seed: int) -> None:
         super().setup(seed)
@@ -322,6 +317,16 @@ def built_features(dataset: GraphDataset) -> Optional[str]:
         return None if str(described).startswith("raw") else str(described)
     notes = dataset.notes or ""
     return notes if notes.startswith("x =") or "node features" in notes else None
+
+
+def input_features(dataset: GraphDataset, config: ResolvedConfig) -> str:
+    """In words, the node features a run with ``config`` gives the students: what the data
+    package built (:func:`built_features`) or the dataset's own, row-normalised on node
+    tasks with ``config.normalize_features``."""
+    base = built_features(dataset) or "the dataset's node features"
+    if dataset.task == "node" and config.normalize_features:
+        return f"{base}, row-normalised"
+    return base
 
 
 def normalized_features(dataset: GraphDataset) -> GraphDataset:

@@ -37,6 +37,7 @@ from graphmutual.train.tasks import (
     ENSEMBLE,
     ENSEMBLE_ALW,
     TrainingTask,
+    input_features,
     make_task,
     members,
     normalized_features,
@@ -304,8 +305,7 @@ class Trainer:
             atomic_write_bytes(done, lambda f, r=res: f.write(json.dumps(r, indent=2)
                                                               .encode()))
         results = summarize(per_seed, self.config, self.dataset)
-        results["resolved"] = self.resolved.to_dict()
-        results["input_features"] = self.task.input_features
+        results["input_features"] = self.task.input_features  # the task's own words
         if self.output is not None:
             atomic_write_bytes(self.output / "results.json",
                                lambda f: f.write(json.dumps(results, indent=2).encode()))
@@ -322,7 +322,14 @@ def _best_student_val(result: Dict[str, Any]) -> float:
 
 
 def summarize(per_seed: List[Dict], config: TrainConfig, dataset: GraphDataset) -> Dict:
-    """Collect per-seed results into ``results.json``'s layout."""
+    """Collect per-seed results into ``results.json``'s layout.
+
+    Besides the per-member scores it records the configuration as given (``config``) and as
+    resolved for ``dataset`` (``resolved``), the input features the students saw, and the
+    warnings of students that never learned (:mod:`graphmutual.train.health`).
+    """
+    resolved = (config if isinstance(config, ResolvedConfig)
+                else resolve_config(config, dataset))
     members: Dict[str, Dict[str, List]] = {}
     for res in per_seed:
         for m, b in res["members"].items():
@@ -343,6 +350,8 @@ def summarize(per_seed: List[Dict], config: TrainConfig, dataset: GraphDataset) 
         "seeds": [r["seed"] for r in per_seed],
         "splits": [r["split"] for r in per_seed],
         "config": config.to_dict(),
+        "resolved": resolved.to_dict(),
+        "input_features": input_features(dataset, resolved),
         "members": members,
         "seconds_per_epoch": spe,
         "seconds_per_epoch_mean": float(np.mean(spe)) if spe else 0.0,
