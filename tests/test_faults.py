@@ -194,7 +194,7 @@ def best_of_all_seeds(run_dir: Path, scenario: str):
 
 
 @pytest.mark.parametrize("scenario", [
-    pytest.param("node", marks=pytest.mark.xfail(strict=True, reason="defect #2, fixed on arch")),
+    "node",
     "graph",
 ])
 def test_best_student_after_resume_is_the_validation_best_of_all_seeds(runs, scenario):
@@ -296,12 +296,6 @@ def test_damaged_checkpoint_on_resume_is_one_line(runs, workdir, tmp_path, capsy
         assert not (tmp_path / "pwned").exists()
 
 
-NEEDS_TRAINER = pytest.mark.xfail(
-    strict=True, reason="the trainer must call checkpoint.require_keys / restore_module / "
-                        "load_json (arch's trainer rewrite)")
-
-
-@NEEDS_TRAINER
 def test_checkpoint_with_other_keys_is_one_line(runs, workdir, tmp_path, capsys):
     """Issue 18 #3: printed ``error: 'cohort'``."""
     out = resume_copy(runs, tmp_path)
@@ -310,7 +304,6 @@ def test_checkpoint_with_other_keys_is_one_line(runs, workdir, tmp_path, capsys)
     assert_one_line_error(code, err, "seed0.pt", "not a graphmutual training checkpoint")
 
 
-@NEEDS_TRAINER
 def test_resume_with_other_students_is_one_line(runs, workdir, tmp_path, capsys):
     """Issue 18 #3: dumped torch's missing/unexpected-keys report."""
     out = resume_copy(runs, tmp_path)
@@ -318,7 +311,6 @@ def test_resume_with_other_students_is_one_line(runs, workdir, tmp_path, capsys)
     assert_one_line_error(code, err, "seed0.pt", "another configuration")
 
 
-@NEEDS_TRAINER
 def test_damaged_seed_result_is_one_line(runs, workdir, tmp_path, capsys):
     out = resume_copy(runs, tmp_path)
     (out / "seed2.json").write_text('{"seed": 2, "memb')

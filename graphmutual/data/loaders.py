@@ -129,7 +129,7 @@ def _no_stdin_prompt(name: str) -> Iterator[None]:
     original = builtins.input
 
     def refuse(prompt: str = "") -> str:
-        raise RuntimeError(
+        raise ValueError(
             f"{name}: the loader wanted to ask on stdin: {prompt.strip()!r}; refusing to prompt"
         )
 

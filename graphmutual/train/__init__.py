@@ -17,7 +17,7 @@ from graphmutual.train.defaults import (
     defaults_for,
     resolve_config,
 )
-from graphmutual.train.export import export_student, load_student
+from graphmutual.train.export import export_student, load_student, load_transform, preprocess_steps
 from graphmutual.train.metrics import evaluate
 from graphmutual.train.state import TrainState
 from graphmutual.train.tasks import (
@@ -51,9 +51,11 @@ __all__ = [
     "export_student",
     "load_checkpoint",
     "load_student",
+    "load_transform",
     "load_yaml_config",
     "make_task",
     "parse_seeds",
+    "preprocess_steps",
     "resolve_config",
     "save_checkpoint",
     "summarize",

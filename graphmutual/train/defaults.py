@@ -57,10 +57,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from graphmutual.mutual import PRESETS
-from graphmutual.mutual.alw import DEFAULT_T_MIN
+from graphmutual.mutual.alw import DEFAULT_T_MAX, DEFAULT_T_MIN
 
-#: The upper ALW temperature bound used by ``TrainConfig`` (the ``MutualEnsemble`` default).
-DEFAULT_T_MAX = 4.0
 #: Planetoid datasets: row-normalised features and the balanced divergence for GML.
 ROW_NORMALISED = ("cora", "citeseer", "pubmed")
 

@@ -30,7 +30,7 @@ from graphmutual.train.checkpoint import atomic_write_bytes
 from graphmutual.train.cohort import build_cohort
 from graphmutual.train.config import TrainConfig
 from graphmutual.train.defaults import ResolvedConfig, resolve_config
-from graphmutual.train.export import export_student
+from graphmutual.train.export import export_student, preprocess_steps
 from graphmutual.train.health import chance_level, never_learned
 from graphmutual.train.state import TrainState, seed_everything
 from graphmutual.train.tasks import (
@@ -273,7 +273,8 @@ class Trainer:
             "name": name, "seed": res["seed"], "dataset": self.dataset.name,
             "val": res["members"][name]["val"], "test": res["members"][name]["test"],
             "normalize_features": self.normalize_features,
-        })
+            "input_features": getattr(self.dataset, "input_features", None),
+        }, preprocess=preprocess_steps(self.dataset, self.normalize_features))
 
     def run(self, resume: bool = False) -> Dict:
         """Run every seed of the configuration and summarise (mean ± unbiased std).
