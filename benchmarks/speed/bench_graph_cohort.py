@@ -153,10 +153,15 @@ def cohort_steps(ds, train_idx, hidden: int, layers: int, bs: int, fused: bool):
 def markdown(result: Dict) -> str:
     """The result as a small markdown table (what ``graph_cohort_cpu*.md`` holds)."""
     c = result["config"]
-    lines = [f"Command: `{result['command']}`", "",
+    lines = [f"Command: `{result['command']}`", ""]
+    if result.get("note"):
+        lines += [result["note"], ""]
+    lines += [
              f"ogbg-molhiv training batches, {c['layers']} layers x {c['hidden']}, batch "
              f"{c['batch_size']}, one torch thread; {c['rounds']} rounds x {c['batches']} "
              f"batches per variant, interleaved in blocks of {c['block']} (not whole epochs).",
+             "CPU time is the process's (one torch thread), the robust number on a shared "
+             "machine; wall times depend on the load of other processes.",
              "", "| variant | CPU ms/batch (median) | wall ms/batch (median) | "
              "wall ms/batch (fastest block) |", "|---|---:|---:|---:|"]
     for v, st in result["ms_per_batch"].items():
@@ -193,6 +198,7 @@ def main(argv: List[str] | None = None) -> Dict:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--label", default="", help="suffix of the result files (e.g. -before)")
+    p.add_argument("--note", default="", help="a line written under the command")
     p.add_argument("--quick", action="store_true", help="smoke run: 5 batches, 1 round")
     p.add_argument("--no-write", action="store_true", help="print only")
     a = p.parse_args(argv)
@@ -278,7 +284,7 @@ def main(argv: List[str] | None = None) -> Dict:
                   v: [round(1e3 * t, 3) for t in ts] for v, ts in cpu.items()},
               "wall_ms_per_block": {
                   v: [round(1e3 * t, 3) for t in ts] for v, ts in wall.items()},
-              "ratios": ratios, "fused_cohort": fused_info, "environment": environment()}
+              "ratios": ratios, "fused_cohort": fused_info, "note": a.note, "environment": environment()}
     print(json.dumps({"ms_per_batch": stats, "ratios": ratios}, indent=1))
     if not a.no_write and not a.quick:
         RESULTS.mkdir(parents=True, exist_ok=True)
