@@ -160,7 +160,7 @@ def markdown(result: Dict) -> str:
              f"ogbg-molhiv training batches, {c['layers']} layers x {c['hidden']}, batch "
              f"{c['batch_size']}, one torch thread; {c['rounds']} rounds x {c['batches']} "
              f"batches per variant, interleaved in blocks of {c['block']} (not whole epochs).",
-             "CPU time is the process's (one torch thread), the robust number on a shared "
+             "", "CPU time is the process's (one torch thread), the robust number on a shared "
              "machine; wall times depend on the load of other processes.",
              "", "| variant | CPU ms/batch (median) | wall ms/batch (median) | "
              "wall ms/batch (fastest block) |", "|---|---:|---:|---:|"]
@@ -284,7 +284,8 @@ def main(argv: List[str] | None = None) -> Dict:
                   v: [round(1e3 * t, 3) for t in ts] for v, ts in cpu.items()},
               "wall_ms_per_block": {
                   v: [round(1e3 * t, 3) for t in ts] for v, ts in wall.items()},
-              "ratios": ratios, "fused_cohort": fused_info, "note": a.note, "environment": environment()}
+              "ratios": ratios, "fused_cohort": fused_info, "note": a.note,
+              "environment": environment()}
     print(json.dumps({"ms_per_batch": stats, "ratios": ratios}, indent=1))
     if not a.no_write and not a.quick:
         RESULTS.mkdir(parents=True, exist_ok=True)
