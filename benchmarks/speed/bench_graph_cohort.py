@@ -14,6 +14,13 @@ batch = collate + forward + loss + backward + Adam step:
   with the trainer's step (``cohort(x, edge_index, batch=..., edge_attr=...)``,
   ``cohort.loss``, backward, Adam, one ``float()`` per loss term).
 * ``cohort_unfused`` -- the same cohort with ``fused=False`` (students one by one).
+* ``cohort_foreach`` -- ``cohort`` with ``Adam(foreach=True)`` (a trainer-side suggestion:
+  one multi-tensor update instead of a Python loop over the cohort's ~64 parameters).
+* ``plain_gin_fastcollate`` / ``cohort_fast`` -- trainer-side suggestions together: batches
+  sliced straight out of the in-memory dataset's storage (:class:`SliceLoader`, a handful
+  of tensor ops instead of PyG's per-graph ``separate`` + ``Batch.from_data_list``), and for
+  the cohort also ``Adam(foreach=True)``; the plain GIN with the same loader is the fair
+  yardstick for it.
 
 Timing is interleaved in blocks of ``--block`` batches (the variants take turns every
 block, order rotated) so that load from other processes hits all variants alike. Both the
@@ -49,7 +56,72 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "datasets"
-VARIANTS = ("plain_gin", "plain_seq3", "cohort", "cohort_unfused")
+VARIANTS = ("plain_gin", "plain_seq3", "cohort", "cohort_unfused", "cohort_foreach",
+            "plain_gin_fastcollate", "cohort_fast")
+
+
+# ------------------------------------------------------------------------- fast batching
+class SliceLoader:
+    """Shuffled mini-batches of an ``InMemoryDataset`` cut straight from its storage.
+
+    The graphs of an in-memory dataset are stored concatenated with ``slices``; a batch of
+    graphs ``idx`` is then one gather per attribute (node ids and edge ids from
+    ``repeat_interleave`` of the graphs' ranges) plus the node offsets of ``edge_index``.
+    Equivalent to PyG's ``DataLoader`` for datasets with ``x``, ``edge_index``,
+    ``edge_attr`` and one ``y`` per graph (checked by ``--check-loader``).
+    """
+
+    def __init__(self, dataset, index, batch_size: int, generator=None) -> None:
+        self.data, self.slices = dataset._data, dataset.slices
+        self.index = torch.as_tensor(index, dtype=torch.long)
+        self.batch_size, self.generator = batch_size, generator
+
+    def _ranges(self, key: str, idx):
+        start, end = self.slices[key][idx], self.slices[key][idx + 1]
+        count = end - start
+        cum = torch.cumsum(count, 0) - count
+        ids = torch.repeat_interleave(start - cum, count) + torch.arange(int(count.sum()))
+        return ids, count, cum
+
+    def batch(self, idx):
+        from torch_geometric.data import Batch
+
+        d = self.data
+        nodes, n_count, n_cum = self._ranges("x", idx)
+        edges, e_count, _ = self._ranges("edge_index", idx)
+        b = Batch(x=d.x[nodes], edge_attr=d.edge_attr[edges], y=d.y[idx],
+                  edge_index=d.edge_index[:, edges] + torch.repeat_interleave(n_cum, e_count),
+                  batch=torch.repeat_interleave(torch.arange(idx.numel()), n_count))
+        b._num_graphs = idx.numel()
+        return b
+
+    def __iter__(self):
+        perm = self.index[torch.randperm(self.index.numel(), generator=self.generator)]
+        for idx in perm.split(self.batch_size):
+            yield self.batch(idx)
+
+    def __len__(self) -> int:
+        return -(-self.index.numel() // self.batch_size)
+
+
+def check_loader(dataset, index) -> None:
+    """``SliceLoader`` batches equal PyG ``DataLoader`` batches (same graphs, same order)."""
+    from torch_geometric.loader import DataLoader
+
+    idx = torch.as_tensor(index[:100])
+    ref = next(iter(DataLoader(dataset[idx], batch_size=100)))
+    ours = SliceLoader(dataset, idx, 100).batch(idx)
+    for key in ("x", "edge_index", "edge_attr", "y", "batch"):
+        if not torch.equal(ref[key], ours[key]):
+            raise AssertionError(f"SliceLoader differs from DataLoader in {key}")
+
+
+def _loader(dataset, index, bs: int, gen, fast: bool):
+    from torch_geometric.loader import DataLoader
+
+    if fast:
+        return SliceLoader(dataset, index, bs, gen)
+    return DataLoader(dataset[index], batch_size=bs, shuffle=True, generator=gen)
 
 
 # ------------------------------------------------------------------ plain PyG (no graphmutual)
@@ -75,16 +147,15 @@ class PlainNet(nn.Module):
         return self.head(h).view(-1)
 
 
-def plain_steps(dataset, train_idx, kind: str, hidden: int, layers: int, bs: int):
+def plain_steps(dataset, train_idx, kind: str, hidden: int, layers: int, bs: int,
+                fast: bool = False):
     """``run(n)``: train ``n`` batches of a plain model; returns (wall, CPU) seconds."""
-    from torch_geometric.loader import DataLoader
-
     torch.manual_seed(0)
     model = PlainNet(kind, hidden, layers)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
     model.train()
     gen = torch.Generator().manual_seed(0)
-    loader = DataLoader(dataset[train_idx], batch_size=bs, shuffle=True, generator=gen)
+    loader = _loader(dataset, train_idx, bs, gen, fast)
     it = iter(loader)
 
     def run(n: int) -> Tuple[float, float]:
@@ -108,9 +179,8 @@ def plain_steps(dataset, train_idx, kind: str, hidden: int, layers: int, bs: int
 
 
 # ------------------------------------------------------------------------ graphmutual cohort
-def cohort_steps(ds, train_idx, hidden: int, layers: int, bs: int, fused: bool):
-    from torch_geometric.loader import DataLoader
-
+def cohort_steps(ds, train_idx, hidden: int, layers: int, bs: int, fused: bool,
+                 foreach: bool = False, fast: bool = False):
     from graphmutual.train.cohort import build_cohort
     from graphmutual.train.config import TrainConfig
 
@@ -122,11 +192,12 @@ def cohort_steps(ds, train_idx, hidden: int, layers: int, bs: int, fused: bool):
         cohort = type(cohort)(list(cohort.students), method="gml", names=cohort.names,
                               divergence=cohort.divergence, warmup=cohort.warmup,
                               fused=False)
-    opt = torch.optim.Adam(cohort.parameters(), lr=1e-3, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(cohort.parameters(), lr=1e-3, weight_decay=cfg.weight_decay,
+                           foreach=foreach or None)
     cohort.train()
     cohort.set_epoch(20)  # past the warm-up: the full mimicry loss is computed
     gen = torch.Generator().manual_seed(0)
-    loader = DataLoader(ds.data[train_idx], batch_size=bs, shuffle=True, generator=gen)
+    loader = _loader(ds.data, train_idx, bs, gen, fast)
     it = iter(loader)
 
     def run(n: int) -> Tuple[float, float]:
@@ -196,7 +267,7 @@ def main(argv: List[str] | None = None) -> Dict:
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default=",".join(VARIANTS[:4]))
     p.add_argument("--label", default="", help="suffix of the result files (e.g. -before)")
     p.add_argument("--note", default="", help="a line written under the command")
     p.add_argument("--quick", action="store_true", help="smoke run: 5 batches, 1 round")
@@ -217,20 +288,23 @@ def main(argv: List[str] | None = None) -> Dict:
     root = dataset_root(a.root)
     ds = load_dataset("ogbg-molhiv", root)  # also processes the raw files once
     train_idx = ds.split(0).train
+    check_loader(ds.data, train_idx)
     plain_ds = PygGraphPropPredDataset("ogbg-molhiv", str(root / "ogb"))
 
     runners: Dict[str, List[Callable[[int], float]]] = {}
     fused_info = ""
     for v in variants:
-        if v == "plain_gin":
+        if v in ("plain_gin", "plain_gin_fastcollate"):
             runners[v] = [plain_steps(plain_ds, train_idx, "gin", a.hidden, a.layers,
-                                      a.batch_size)]
+                                      a.batch_size, fast=v != "plain_gin")]
         elif v == "plain_seq3":
             runners[v] = [plain_steps(plain_ds, train_idx, k, a.hidden, a.layers, a.batch_size)
                           for k in ("gcn", "gat", "gin")]
         else:
             run, cohort = cohort_steps(ds, train_idx, a.hidden, a.layers, a.batch_size,
-                                       fused=v == "cohort")
+                                       fused=v != "cohort_unfused",
+                                       foreach=v in ("cohort_foreach", "cohort_fast"),
+                                       fast=v == "cohort_fast")
             runners[v] = [run]
             if v == "cohort":
                 fused_info = repr(getattr(cohort, "_fused", None))
@@ -272,6 +346,11 @@ def main(argv: List[str] | None = None) -> Dict:
             ratios[f"plain_seq3 / cohort ({key})"] = st["plain_seq3"] / st["cohort"]
         if "cohort_unfused" in st and "cohort" in st:
             ratios[f"cohort_unfused / cohort ({key})"] = st["cohort_unfused"] / st["cohort"]
+        if "cohort_fast" in st and "plain_gin_fastcollate" in st:
+            ratios[f"cohort_fast / plain_gin_fastcollate ({key})"] = (
+                st["cohort_fast"] / st["plain_gin_fastcollate"])
+        if "cohort_fast" in st and "plain_gin" in st:
+            ratios[f"cohort_fast / plain_gin ({key})"] = st["cohort_fast"] / st["plain_gin"]
     from graphmutual.bench.environment import environment
 
     cmd = "python benchmarks/speed/bench_graph_cohort.py " + " ".join(
