@@ -479,3 +479,19 @@ def test_mutual_ensemble_uses_fused_path_for_graph_students(monkeypatch):
     with pytest.raises(TypeError):
         cohort(batch.x, batch.edge_index, batch=batch.batch, other=1)
     assert calls == [1]
+
+
+def test_fused_dropout_keeps_the_distribution():
+    """The fused path's dropout (a torch.rand mask) drops a fraction p and rescales."""
+    from graphmutual.nn.fused import _dropout, _module_dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000, dtype=torch.float64)
+    for p in (0.2, 0.6):
+        y = _dropout(x, p, True)
+        assert abs(float((y == 0).double().mean()) - p) < 0.01
+        assert abs(float(y.mean()) - 1.0) < 0.02
+        assert set(y.unique().tolist()) == {0.0, 1.0 / (1.0 - p)}
+    assert _dropout(x, 0.5, False) is x and torch.equal(_dropout(x, 1.0, True), 0 * x)
+    m = torch.nn.Dropout(0.5).eval()
+    assert _module_dropout(m, x) is x
