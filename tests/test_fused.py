@@ -495,3 +495,20 @@ def test_fused_dropout_keeps_the_distribution():
     assert _dropout(x, 0.5, False) is x and torch.equal(_dropout(x, 1.0, True), 0 * x)
     m = torch.nn.Dropout(0.5).eval()
     assert _module_dropout(m, x) is x
+
+
+def test_no_grad_call_skips_the_transpose_until_needed():
+    x, ei = _graph()
+    students = _cohort(["gcn", "gat", "gin"], 2)
+    fused = FusedCohort(students)
+    with torch.no_grad():
+        fused(x, ei)
+    g = fused._graph
+    assert g.csr._t is None  # evaluation needs no backward structure
+    out = fused(x, ei)  # the same cached graph, now with gradients
+    assert fused._graph is g and g.csr._t is not None
+    ps = _params(students)
+    g_out = torch.autograd.grad(sum(o.sum() for o in out), ps)
+    g_ref = torch.autograd.grad(sum(s(x, ei).sum() for s in students), ps)
+    for a, b in zip(g_ref, g_out):
+        torch.testing.assert_close(b, a)

@@ -15,8 +15,8 @@ during ``forward``). :func:`register_conv_adapter` adds a convolution type.
 
 **One structure for every student.** For a graph with edges :math:`\mathcal{E}` (duplicates
 allowed) the cached CSR holds the non-loop edges plus exactly one self-loop per node (sorted
-by destination, transposed once for the backward). Every supported convolution is a
-weighted sum over this structure, with its own weight per edge:
+by destination; transposed once for the backward, only when gradients are enabled). Every
+supported convolution is a weighted sum over this structure, with its own weight per edge:
 
 * GCN (:class:`~torch_geometric.nn.conv.GCNConv`, as in PyG's ``gcn_norm``, which replaces
   existing self-loops by one loop of weight 1):
@@ -162,7 +162,6 @@ def _build_graph(edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> _Gra
         loops = torch.arange(num_nodes, device=edge_index.device, dtype=edge_index.dtype)
         ei = torch.cat([keep, loops.unsqueeze(0).expand(2, -1)], dim=1)
         csr = CSR.from_edge_index(ei, num_nodes)
-        csr.transpose()  # cached: the backward of every aggregation reuses it
         deg = csr.rowptr[1:] - csr.rowptr[:-1]
         row = torch.repeat_interleave(torch.arange(num_nodes, device=ei.device), deg)
         col = csr.col.long()
@@ -668,6 +667,8 @@ class FusedCohort:
         if g is None or not g.matches(edge_index, num_nodes) or g.gcn.dtype != dtype \
                 or g.csr.device != edge_index.device:
             g = self._graph = _build_graph(edge_index, num_nodes, dtype)
+        if torch.is_grad_enabled():
+            g.csr.transpose()  # cached: the backward of every aggregation reuses it
         return g
 
     @staticmethod
