@@ -119,8 +119,8 @@ from graphmutual.nn.graph import GraphStudent
 from graphmutual.nn.students import MLP as GraphFreeMLP
 from graphmutual.ops import CSR, edge_softmax, multi_spmm
 
-__all__ = ["CONV_ADAPTERS", "ConvAdapter", "FusedCohort", "fused_support",
-           "register_conv_adapter"]
+__all__ = ["CONV_ADAPTERS", "ConvAdapter", "FusedCohort", "GATAdapter", "GCNAdapter",
+           "GINAdapter", "LayerPlan", "fused_support", "register_conv_adapter"]
 
 #: Largest fraction of non-zero input features for which the first layer runs on a sparse
 #: copy of ``x`` (see the module docs); denser inputs stay dense.
