@@ -512,3 +512,30 @@ def test_no_grad_call_skips_the_transpose_until_needed():
     g_ref = torch.autograd.grad(sum(s(x, ei).sum() for s in students), ps)
     for a, b in zip(g_ref, g_out):
         torch.testing.assert_close(b, a)
+
+
+def test_concurrent_calls_from_threads():
+    """Two threads share one fused cohort on different graphs and inputs."""
+    import threading
+
+    students = _cohort(["gcn", "gat", "gin"], 2)
+    fused = FusedCohort(students)
+    cases = [_graph(1), (_sparse_features(2)[:, :FIN].contiguous(), _graph(2)[1])]
+    refs = [[s(x, ei) for s in students] for x, ei in cases]
+    errors = []
+
+    def work(i):
+        x, ei = cases[i]
+        try:
+            for _ in range(5):
+                for o, r in zip(fused(x, ei), refs[i]):
+                    torch.testing.assert_close(o, r)
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

@@ -683,24 +683,26 @@ class FusedCohort:
         r"""Cached :math:`\hat A X` (``"gcn"``) or raw :math:`A X` (``"sum"``) of the input."""
         if x.requires_grad:
             return None
-        if kind not in self._x_cache(g, x):
+        cache = self._x_cache(g, x)  # this call's dict, even if another call resets g's
+        if kind not in cache:
             with torch.no_grad():
                 w = g.gcn if kind == "gcn" else g.gin
-                g.x_cache[kind] = multi_spmm(g.csr, x.unsqueeze(1).contiguous(),
-                                             w.unsqueeze(1)).squeeze(1)
-        return g.x_cache[kind]
+                cache[kind] = multi_spmm(g.csr, x.unsqueeze(1).contiguous(),
+                                         w.unsqueeze(1)).squeeze(1)
+        return cache[kind]
 
     def _sparse_input(self, g: _Graph, x: Tensor) -> Optional[Tensor]:
         """Cached sparse CSR copy of a constant input ``x`` that is sparse enough, else None."""
         if x.requires_grad or x.layout != torch.strided or not x.is_floating_point():
             return None
-        if "sparse" not in self._x_cache(g, x):
+        cache = self._x_cache(g, x)
+        if "sparse" not in cache:
             nnz = int(torch.count_nonzero(x)) if x.numel() else 0
             dense = x.numel() == 0 or nnz > SPARSE_INPUT_MAX_DENSITY * x.numel()
             with warnings.catch_warnings():  # "sparse CSR support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
-                g.x_cache["sparse"] = None if dense else x.detach().to_sparse_csr()
-        return g.x_cache["sparse"]
+                cache["sparse"] = None if dense else x.detach().to_sparse_csr()
+        return cache["sparse"]
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
