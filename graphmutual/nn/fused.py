@@ -570,7 +570,9 @@ class _FusedEmbeddingSum:
         if x.dim() != 2 or not 0 < c <= len(self.encoders[0]) or x.is_floating_point():
             raise ValueError(f"the atom encoders need integer features [N, 1..."
                              f"{len(self.encoders[0])}], got {x.dtype} {tuple(x.shape)}")
-        sizes, offsets = self.sizes[:c].to(x.device), self.offsets[:c].to(x.device)
+        if self.sizes.device != x.device:  # moved once, then kept on the input's device
+            self.sizes, self.offsets = self.sizes.to(x.device), self.offsets.to(x.device)
+        sizes, offsets = self.sizes[:c], self.offsets[:c]
         if x.numel() and bool(((x < 0) | (x >= sizes)).any()):
             raise ValueError("atom feature index out of range of the encoders' tables "
                              f"(sizes {sizes.tolist()})")
