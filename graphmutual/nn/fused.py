@@ -97,7 +97,7 @@ sampled (``num_sampled_*``) inputs, ``torch.jit``-scripted students.
 
 Dropout: the fused path applies dropout in the same places as the students (after each
 hidden layer's activation, and GAT's attention dropout), using each module's ``training``
-flag; the masks are drawn differently (from ``torch.rand``, about three times faster than
+flag; the masks are drawn differently (from ``torch.rand``, two to three times faster than
 ``bernoulli_`` on CPU, also for the students' own ``nn.Dropout`` modules), so
 training-mode outputs only agree in distribution. GAT's two attention vectors are folded
 into its linear map (one matrix product gives :math:`\mathbf{z}` and both scores).
@@ -176,7 +176,7 @@ def _build_graph(edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> _Gra
 
 def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """Dropout with a mask from ``torch.rand`` (same distribution as :func:`F.dropout`;
-    about twice as fast on CPU, where ``bernoulli_`` is slow)."""
+    two to three times faster on CPU, where ``bernoulli_`` is slow)."""
     if not training or p == 0.0:
         return x
     if p >= 1.0:
