@@ -196,7 +196,9 @@ def test_unsupported_students_fall_back():
         build_student("gcn", FIN, C, 16, 2, normalize=False, add_self_loops=False),
         build_student("gat", FIN, C, 16, 2, edge_dim=3),
         build_student("gin", FIN, C, 16, 2, aggr="mean"),
-        GraphStudent(build_student("gcn", FIN, 16, 16, 2), 16, C),
+        GraphStudent(build_student("gin", FIN, 16, 16, 2, edge_dim=3), 16, C,
+                     edge_encoder=torch.nn.Linear(3, 16)),  # edge features
+        GraphStudent(build_student("sage", FIN, 16, 16, 2), 16, C),
         torch.nn.Linear(FIN, C),
         GCN(-1, 16, 2, C),  # lazy
     ]
@@ -206,6 +208,12 @@ def test_unsupported_students_fall_back():
         with pytest.raises(ValueError, match="cannot be fused"):
             FusedCohort([gcn, s])
     assert FusedCohort.try_build([]) is None
+    # node-level and graph-level students do not mix
+    graph = GraphStudent(build_student("gcn", FIN, 16, 16, 2), 16, C)
+    assert fused_support(graph) is None
+    assert FusedCohort.try_build([gcn, graph]) is None
+    with pytest.raises(ValueError, match="cannot fuse node-level"):
+        FusedCohort([gcn, graph])
     assert fused_support(gcn) is None
 
 
@@ -282,3 +290,252 @@ def test_fused_loss_is_differentiable_wrt_gin_eps():
     (g_ref,) = torch.autograd.grad(F.log_softmax(students[0](x, ei), -1).sum(),
                                    students[0].convs[1].eps)
     torch.testing.assert_close(g, g_ref)
+
+
+# ------------------------------------------------------------------ adapters (registry)
+@pytest.mark.parametrize("name,kw", [("gcn", {}), ("gcn", {"improved": True}),
+                                     ("gat", {"heads": 2}), ("gat", {"concat": False}),
+                                     ("gin", {"train_eps": True, "eps": 0.2})])
+def test_each_adapter_alone_is_equivalent(name, kw):
+    """One student per registered adapter, dense and sparse input, float64 logits + grads."""
+    from torch_geometric.nn.conv import GATConv, GCNConv, GINConv
+
+    from graphmutual.nn.fused import CONV_ADAPTERS
+
+    assert set(CONV_ADAPTERS) == {GCNConv, GATConv, GINConv}
+    x, ei = _graph(3)
+    students = _cohort([name], 2, **{name: kw})
+    assert type(students[0].convs[0]) in CONV_ADAPTERS
+    _check(students, x, ei)
+    xs = _sparse_features(3)
+    torch.manual_seed(3)
+    s = build_student(name, xs.size(1), C, 16, 2, **kw).double().eval()
+    _check([s], xs, ei)
+
+
+def test_register_a_new_adapter(monkeypatch):
+    """A convolution subclass is not fused until an adapter is registered for it."""
+    from torch_geometric.nn.conv import GCNConv
+
+    from graphmutual.nn import fused as fused_mod
+
+    class MyGCNConv(GCNConv):
+        pass
+
+    class MyGCN(GCN):
+        def init_conv(self, in_channels, out_channels, **kwargs):
+            return MyGCNConv(in_channels, out_channels, **kwargs)
+
+    torch.manual_seed(0)
+    s = MyGCN(FIN, 16, 2, C).double().eval()
+    assert "no fused adapter" in fused_support(s)
+
+    class MyAdapter(fused_mod.GCNAdapter):
+        conv_type = MyGCNConv
+
+    monkeypatch.setitem(fused_mod.CONV_ADAPTERS, MyGCNConv, None)  # restored afterwards
+    assert fused_mod.register_conv_adapter(MyAdapter()).conv_type is MyGCNConv
+    assert fused_support(s) is None
+    _check([s], *_graph())
+    with pytest.raises(TypeError, match="ConvAdapter"):
+        fused_mod.register_conv_adapter(MyAdapter)
+
+
+def test_forward_never_swaps_student_submodules():
+    """The fused path only calls the students' modules (thread-safe, compile-friendly)."""
+    xs, ei = _sparse_features(0), _graph()[1]
+    torch.manual_seed(0)
+    gin = build_student("gin", xs.size(1), C, 16, 2).double().eval()
+    mlp = gin.convs[0].nn
+    before = dict(gin.named_modules())
+    seen = []
+    mlp.norms[0].register_forward_hook(
+        lambda *_: seen.append(dict(gin.named_modules()) == before))
+    out = FusedCohort([gin])(xs, ei)[0]
+    assert seen == [True]
+    torch.testing.assert_close(out, gin(xs, ei))
+
+
+# ------------------------------------------------------------------- graph-level students
+def _molecules(seed: int = 0, graphs: int = 5):
+    """A batch of random molecule-like graphs with OGB atom features (integer codes)."""
+    from ogb.utils.features import get_atom_feature_dims
+    from torch_geometric.data import Batch, Data
+
+    g = torch.Generator().manual_seed(seed)
+    dims = get_atom_feature_dims()
+    data = []
+    for i in range(graphs):
+        n = 3 + 2 * i
+        x = torch.stack([torch.randint(0, d, (n,), generator=g) for d in dims], dim=1)
+        ei = torch.randint(0, n, (2, 3 * n), generator=g)
+        data.append(Data(x=x, edge_index=ei, edge_attr=torch.zeros(3 * n, 3, dtype=torch.long)))
+    return Batch.from_data_list(data)
+
+
+def _graph_students(names, encoder=True, pools=None, dropout=0.0, **kw):
+    from ogb.graphproppred.mol_encoder import AtomEncoder
+
+    torch.manual_seed(0)
+    out = []
+    for i, n in enumerate(names):
+        fin = 16 if encoder else FIN
+        node = build_student(n, fin, 16, 16, 2, **kw.get(n, {}))
+        out.append(GraphStudent(node, 16, C, pool=(pools or ["mean"] * len(names))[i],
+                                encoder=AtomEncoder(16) if encoder else None,
+                                dropout=dropout, name=n))
+    return out
+
+
+def _check_graph(students, batch, atol=1e-10):
+    fused = FusedCohort.try_build(students)
+    assert fused is not None and fused.graph_level
+    ref = [s(batch.x, batch.edge_index, batch=batch.batch) for s in students]
+    out = fused(batch.x, batch.edge_index, batch=batch.batch, edge_attr=batch.edge_attr)
+    assert all(o.shape == (batch.num_graphs, C) for o in out)
+    for r, o in zip(ref, out):
+        torch.testing.assert_close(o, r, atol=atol, rtol=1e-8)
+    ps = _params(students)
+    w = [torch.randn_like(r) for r in ref]
+    g_ref = torch.autograd.grad(sum((r * wi).sum() for r, wi in zip(ref, w)), ps,
+                                allow_unused=True)
+    g_out = torch.autograd.grad(sum((o * wi).sum() for o, wi in zip(out, w)), ps,
+                                allow_unused=True)
+    for p, a, b in zip(ps, g_ref, g_out):
+        assert (a is None) == (b is None), p.shape
+        if a is not None:
+            torch.testing.assert_close(b, a, atol=atol, rtol=1e-8)
+    return fused
+
+
+def test_graph_students_with_atom_encoders_are_equivalent():
+    """GCN+GAT+GIN(+MLP) graph students with OGB AtomEncoders: one embedding_bag for the
+    encoders, one aggregation pass per layer, one readout: same logits and gradients."""
+    batch = _molecules()
+    students = _graph_students(["gcn", "gat", "gin", "mlp"],
+                               gin=dict(norm="batch_norm", train_eps=True))
+    for s in students:
+        s.double().eval()
+    fused = _check_graph(students, batch)
+    assert fused._encoder is not None
+    assert "level=graph" in repr(fused)
+
+
+@pytest.mark.parametrize("pools", [["mean", "add", "max"], ["add", "add", "add"]])
+def test_graph_students_without_encoder_and_other_pools(pools):
+    batch = _molecules(1)
+    batch.x = torch.randn(batch.num_nodes, FIN, dtype=torch.float64)
+    students = _graph_students(["gcn", "gat", "gin"], encoder=False, pools=pools)
+    for s in students:
+        s.double().eval()
+    fused = _check_graph(students, batch)
+    assert fused._encoder is None
+
+
+def test_graph_students_training_mode_float32():
+    """Training mode (batch norm on batch statistics, no dropout) in float32."""
+    batch = _molecules(2)
+    students = _graph_students(["gcn", "gat", "gin"], gcn=dict(dropout=0.0),
+                               gat=dict(dropout=0.0), gin=dict(dropout=0.0, norm="batch_norm"))
+    for s in students:
+        s.train()
+    _check_graph(students, batch, atol=1e-5)
+    # a single graph without a batch vector
+    fused = FusedCohort(students)
+    one = _molecules(3, graphs=1)
+    for s, o in zip(students, fused(one.x, one.edge_index)):
+        torch.testing.assert_close(o, s(one.x, one.edge_index), atol=1e-5, rtol=1e-5)
+
+
+def test_graph_encoder_checks_feature_range():
+    batch = _molecules()
+    fused = FusedCohort(_graph_students(["gcn", "gin"]))
+    bad = batch.x.clone()
+    bad[0, 0] = 10_000
+    with pytest.raises(ValueError, match="out of range"):
+        fused(bad, batch.edge_index, batch=batch.batch)
+    with pytest.raises(ValueError, match="integer features"):
+        fused(batch.x.double(), batch.edge_index, batch=batch.batch)
+
+
+def test_mutual_ensemble_uses_fused_path_for_graph_students(monkeypatch):
+    batch = _molecules()
+    students = _graph_students(["gcn", "gat", "gin"])
+    for s in students:
+        s.double().eval()
+    cohort = MutualEnsemble(students, method="gml")
+    assert cohort._fused is not None and cohort._fused.graph_level
+    calls = []
+    orig = FusedCohort.forward
+    monkeypatch.setattr(FusedCohort, "forward",
+                        lambda self, *a, **k: calls.append(1) or orig(self, *a, **k))
+    out = cohort(batch.x, batch.edge_index, batch=batch.batch, edge_attr=batch.edge_attr)
+    assert calls == [1]
+    plain = MutualEnsemble(students, method="gml", fused=False)
+    torch.testing.assert_close(out, plain(batch.x, batch.edge_index, batch=batch.batch,
+                                          edge_attr=batch.edge_attr))
+    assert calls == [1]
+    # unknown keywords fall back to the students (who raise as they would)
+    with pytest.raises(TypeError):
+        cohort(batch.x, batch.edge_index, batch=batch.batch, other=1)
+    assert calls == [1]
+
+
+def test_fused_dropout_keeps_the_distribution():
+    """The fused path's dropout (a torch.rand mask) drops a fraction p and rescales."""
+    from graphmutual.nn.fused import _dropout, _module_dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000, dtype=torch.float64)
+    for p in (0.2, 0.6):
+        y = _dropout(x, p, True)
+        assert abs(float((y == 0).double().mean()) - p) < 0.01
+        assert abs(float(y.mean()) - 1.0) < 0.02
+        assert set(y.unique().tolist()) == {0.0, 1.0 / (1.0 - p)}
+    assert _dropout(x, 0.5, False) is x and torch.equal(_dropout(x, 1.0, True), 0 * x)
+    m = torch.nn.Dropout(0.5).eval()
+    assert _module_dropout(m, x) is x
+
+
+def test_no_grad_call_skips_the_transpose_until_needed():
+    x, ei = _graph()
+    students = _cohort(["gcn", "gat", "gin"], 2)
+    fused = FusedCohort(students)
+    with torch.no_grad():
+        fused(x, ei)
+    g = fused._graph
+    assert g.csr._t is None  # evaluation needs no backward structure
+    out = fused(x, ei)  # the same cached graph, now with gradients
+    assert fused._graph is g and g.csr._t is not None
+    ps = _params(students)
+    g_out = torch.autograd.grad(sum(o.sum() for o in out), ps)
+    g_ref = torch.autograd.grad(sum(s(x, ei).sum() for s in students), ps)
+    for a, b in zip(g_ref, g_out):
+        torch.testing.assert_close(b, a)
+
+
+def test_concurrent_calls_from_threads():
+    """Two threads share one fused cohort on different graphs and inputs."""
+    import threading
+
+    students = _cohort(["gcn", "gat", "gin"], 2)
+    fused = FusedCohort(students)
+    cases = [_graph(1), (_sparse_features(2)[:, :FIN].contiguous(), _graph(2)[1])]
+    refs = [[s(x, ei) for s in students] for x, ei in cases]
+    errors = []
+
+    def work(i):
+        x, ei = cases[i]
+        try:
+            for _ in range(5):
+                for o, r in zip(fused(x, ei), refs[i]):
+                    torch.testing.assert_close(o, r)
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

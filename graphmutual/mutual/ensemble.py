@@ -91,10 +91,10 @@ class MutualEnsemble(nn.Module):
             (the original DML schedule, see :meth:`alternating_step`).
         renyi_alpha, balance: parameters of the Rényi and balanced divergences.
         names: optional display names of the students.
-        fused: ``"auto"`` (default) runs node-level calls ``cohort(x, edge_index)`` through
-            :class:`graphmutual.nn.FusedCohort` (one aggregation pass per layer for all
-            students) when every student supports it, else student by student; ``True``
-            requires it (``ValueError`` otherwise); ``False`` never uses it.
+        fused: ``"auto"`` (default) runs calls ``cohort(x, edge_index)`` (graph level: with
+            ``batch=``) through :class:`graphmutual.nn.FusedCohort` (one aggregation pass
+            per layer for all students) when every student supports it, else student by
+            student; ``True`` requires it (``ValueError`` otherwise); ``False`` never uses it.
         graph_free: optional flags, one per student: ``True`` calls that student with
             ``x`` only, ``False`` always passes the graph, ``None`` detects it.
     """
@@ -212,19 +212,16 @@ class MutualEnsemble(nn.Module):
     def forward(self, *args, **kwargs) -> Tensor:
         """Run every student on the same inputs and stack their logits to ``[K, N, C]``.
 
-        Node-level calls ``(x, edge_index)`` take the fused path when it was built (see
-        ``fused``) and the student list is unchanged; anything else runs student by student
-        (graph-free students with ``x`` only). ``x`` and ``edge_index`` are validated first
-        (once per graph, see the class docs).
+        Calls the fused cohort accepts (node level ``(x, edge_index)``, graph level also
+        ``batch=`` / ``edge_attr=``, see :meth:`FusedCohort.accepts`) take the fused path when
+        it was built (see ``fused``) and the student list is unchanged; anything else runs
+        student by student (graph-free students with ``x`` only). ``x`` and ``edge_index``
+        are validated first (once per graph, see the class docs).
         """
         self.check_inputs(*args, **kwargs)
         f = self._fused
-        if (f is not None and not kwargs and len(args) == 2 and isinstance(args[1], Tensor)
-                and isinstance(args[0], Tensor) and args[0].dim() == 2
-                and args[1].dim() == 2 and args[1].size(0) == 2
-                and len(f.students) == len(self.students)
-                and all(a is b for a, b in zip(f.students, self.students))):
-            return self.stack(f(*args))
+        if f is not None and f.serves(self.students) and f.accepts(*args, **kwargs):
+            return self.stack(f(*args, **kwargs))
         outs = [self.call_student(k, *args, **kwargs) for k in range(self.num_students)]
         return self.stack(outs)
 
