@@ -208,3 +208,107 @@ def test_empty_seeds(backend):
     out = O.sample_neighbors(csr, torch.empty(0, dtype=torch.long), [3, 2], seed=0)
     assert out.node.numel() == 0 and out.edge.numel() == 0
     assert out.num_sampled_nodes == [0, 0, 0] and out.num_sampled_edges == [0, 0]
+
+
+# ------------------------------------------------------------------ PyG sampler interface
+def _data(n=200, e=1500, seed=0):
+    from torch_geometric.data import Data
+
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, e), generator=g)
+    return Data(x=torch.randn(n, 8, generator=g, dtype=torch.float64), edge_index=ei,
+                edge_attr=torch.arange(e, dtype=torch.float64).unsqueeze(-1),
+                y=torch.randint(0, 3, (n,), generator=g),
+                train_mask=torch.rand(n, generator=g) < 0.3)
+
+
+def test_node_loader_batches():
+    from torch_geometric.loader import NodeLoader
+
+    from graphmutual.data.sampling import NeighborSampler
+
+    data = _data()
+    sampler = NeighborSampler(data, [4, 3], seed=0)
+    loader = NodeLoader(data, node_sampler=sampler, input_nodes=data.train_mask,
+                        batch_size=16, shuffle=True)
+    seen = []
+    for batch in loader:
+        bs = batch.batch_size
+        seeds = batch.n_id[:bs]
+        seen.append(seeds)
+        assert bool(data.train_mask[seeds].all())
+        assert torch.equal(batch.x, data.x[batch.n_id])
+        assert torch.equal(batch.y, data.y[batch.n_id])
+        # local edges are true edges, and e_id/edge_attr point at them
+        src, dst = batch.n_id[batch.edge_index[0]], batch.n_id[batch.edge_index[1]]
+        assert torch.equal(data.edge_index[0, batch.e_id], src)
+        assert torch.equal(data.edge_index[1, batch.e_id], dst)
+        assert torch.equal(batch.edge_attr.squeeze(-1).long(), batch.e_id)
+        assert sum(batch.num_sampled_nodes) == batch.num_nodes
+    seen = torch.cat(seen)
+    assert torch.equal(seen.sort().values, data.train_mask.nonzero().view(-1))
+
+
+def test_full_fanout_equals_full_batch():
+    """With fan-outs [-1, -1], a 2-layer SAGE gives the full-batch outputs on the seeds."""
+    from torch_geometric.loader import NodeLoader
+    from torch_geometric.nn.models import GraphSAGE
+
+    from graphmutual.data.sampling import NeighborSampler
+
+    data = _data()
+    torch.manual_seed(0)
+    model = GraphSAGE(8, 16, 2, 3).double().eval()
+    full = model(data.x, data.edge_index)
+    loader = NodeLoader(data, node_sampler=NeighborSampler(data, [-1, -1]),
+                        input_nodes=None, batch_size=37)
+    for batch in loader:
+        out = model(batch.x, batch.edge_index)[:batch.batch_size]
+        torch.testing.assert_close(out, full[batch.n_id[:batch.batch_size]])
+
+
+def test_sampler_seed_reproducible():
+    from graphmutual.data.sampling import NeighborSampler
+
+    data = _data()
+    seeds = torch.arange(0, 200, 5)
+    a = NeighborSampler(data, [3, 3], seed=4)
+    b = NeighborSampler(data, [3, 3], seed=4)
+    for _ in range(2):
+        oa, ob = a.sample(seeds), b.sample(seeds)
+        assert torch.equal(oa.node, ob.node) and torch.equal(oa.edge, ob.edge)
+    assert "NeighborSampler(num_neighbors=[3, 3]" in repr(a)
+
+
+def test_sampler_bad_input():
+    from graphmutual.data.sampling import NeighborSampler, pyg_sampler_available
+
+    data = _data()
+    with pytest.raises(ValueError, match="backend"):
+        NeighborSampler(data, [2], backend="dgl")
+    with pytest.raises(ValueError, match="fan-outs"):
+        NeighborSampler(data, [2, -3])
+    with pytest.raises(TypeError, match="homogeneous"):
+        NeighborSampler({"edge_index": data.edge_index}, [2])
+    if not pyg_sampler_available():
+        with pytest.raises(ImportError, match="pyg-lib or torch-sparse"):
+            NeighborSampler(data, [2], backend="pyg")
+    with pytest.raises(NotImplementedError, match="nodes only"):
+        NeighborSampler(data, [2]).sample_from_edges(None)
+
+
+def test_pyg_backend_matches_semantics():
+    """When pyg-lib/torch-sparse is installed, backend='pyg' gives a valid sample too."""
+    from graphmutual.data.sampling import NeighborSampler, pyg_sampler_available
+
+    if not pyg_sampler_available():
+        pytest.skip("neither pyg-lib nor torch-sparse is installed")
+    data = _data()
+    seeds = torch.arange(0, 200, 4)
+    ours = NeighborSampler(data, [3, 2], seed=0).sample(seeds)
+    theirs = NeighborSampler(data, [3, 2], backend="pyg").sample(seeds)
+    for out in (ours, theirs):
+        assert torch.equal(out.node[: seeds.numel()], seeds)
+        src, dst = out.node[out.row], out.node[out.col]
+        edges = set(map(tuple, data.edge_index.t().tolist()))
+        assert all((s, d) in edges for s, d in zip(src.tolist(), dst.tolist()))
