@@ -154,8 +154,10 @@ class SampledNodeTask:
         else:
             try:  # a cohort whose loss accepts an empty label mask (mimicry-only step)
                 losses = cohort.loss(logits, y, lab)
-            except ValueError:
+            except ValueError:  # an older cohort, or nothing to learn from in this batch
                 losses = mimicry_only_loss(cohort, logits, epoch)
+                if cohort.weighting == "none" or cohort.mimic_scale(epoch) <= 0:
+                    return losses  # no labels and no mimicry: no step
         losses["total"].backward()
         opt.step()
         return losses
