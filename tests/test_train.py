@@ -17,6 +17,7 @@ from graphmutual.train import (
     parse_seeds,
     save_checkpoint,
 )
+from graphmutual.train.tasks import FullBatchNodeTask
 
 
 def test_cora_cohort_trains_to_sensible_accuracy(tmp_dataset_copy):
@@ -67,7 +68,7 @@ def test_resume_reaches_the_same_result(tmp_path, monkeypatch):
     cfg = small_config(tmp_path / "b")
     trainer = Trainer(cfg)
     calls = {"n": 0}
-    original = Trainer._node_eval
+    original = FullBatchNodeTask.evaluate
 
     def dying_eval(self, *args):
         calls["n"] += 1
@@ -75,10 +76,10 @@ def test_resume_reaches_the_same_result(tmp_path, monkeypatch):
             raise Killed
         return original(self, *args)
 
-    monkeypatch.setattr(Trainer, "_node_eval", dying_eval)
+    monkeypatch.setattr(FullBatchNodeTask, "evaluate", dying_eval)
     with pytest.raises(Killed):
         trainer.run()
-    monkeypatch.setattr(Trainer, "_node_eval", original)
+    monkeypatch.setattr(FullBatchNodeTask, "evaluate", original)
     ckpt = load_checkpoint(tmp_path / "b" / "run" / "checkpoints" / "seed0.pt")
     assert ckpt["epoch"] == 14
     resumed = Trainer(cfg).run(resume=True)
@@ -305,3 +306,39 @@ def test_transductive_is_a_no_op_without_mimicry(tmp_dataset_copy):
     assert runs[0] == runs[1]  # independent students never see unlabelled graphs
     with pytest.raises(ConfigError, match="transductive must be true or false"):
         TrainConfig(transductive="yes")
+
+
+def test_a_task_plugs_into_the_loop_through_the_small_interface(tmp_path):
+    """The loop only calls setup/train_epoch/evaluate: a task written against that interface
+    (here one that wraps the node task and records the calls) runs unchanged."""
+    from graphmutual.train import Evaluation, TrainingTask, resolve_config
+
+    calls = []
+
+    class Recording(TrainingTask):
+        def __init__(self, inner):
+            super().__init__(inner.dataset, inner.config, inner.device)
+            self.inner = inner
+
+        def setup(self, seed):
+            calls.append(("setup", seed))
+            self.inner.setup(seed)
+            self.split = self.inner.split
+
+        def train_epoch(self, cohort, optimizer, epoch):
+            calls.append(("train", epoch))
+            return self.inner.train_epoch(cohort, optimizer, epoch)
+
+        def evaluate(self, cohort):
+            ev = self.inner.evaluate(cohort)
+            assert isinstance(ev, Evaluation)
+            return ev
+
+    cfg = small_config(tmp_path, epochs=3, output=None)
+    ds = load_dataset("cora")
+    inner = FullBatchNodeTask(ds, resolve_config(cfg, ds), torch.device("cpu"))
+    plain = Trainer(cfg).run_seed(0)
+    wrapped = Trainer(cfg, dataset=ds, task=Recording(inner)).run_seed(0)
+    assert calls == [("setup", 0), ("train", 0), ("train", 1), ("train", 2)]
+    assert wrapped["members"] == plain["members"]
+    assert set(wrapped["members"]) == {"gcn", "mlp", "ensemble", "ensemble_alw"}
