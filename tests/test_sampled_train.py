@@ -8,7 +8,7 @@ import torch
 from graphmutual.data.synthetic import sbm_dataset, sbm_graph
 from graphmutual.mutual import MutualEnsemble
 from graphmutual.nn.students import build_student
-from graphmutual.train.sampled import SampledNodeTask, mimicry_only_loss, parse_fanout
+from graphmutual.train.sampled import SampledNodeRunner, mimicry_only_loss, parse_fanout
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +73,7 @@ def test_parse_fanout():
 def test_sampled_training_learns_and_evaluates_exactly():
     d = sbm_graph(600, 6000, num_classes=4, num_features=16, homophily=0.8, seed=0)
     cohort = _cohort(16, 4)
-    task = SampledNodeTask(d, d.train_mask, [5, 5], batch_size=128)
+    task = SampledNodeRunner(d, d.train_mask, [5, 5], batch_size=128)
     opt = torch.optim.Adam(cohort.parameters(), lr=0.01)
     torch.manual_seed(0)
     for epoch in range(15):
@@ -91,7 +91,7 @@ def test_sampled_training_learns_and_evaluates_exactly():
 def test_mimicry_only_batches():
     d = sbm_graph(300, 2000, num_classes=3, num_features=8, train_per_class=2, seed=0)
     cohort = _cohort(8, 3)
-    task = SampledNodeTask(d, d.train_mask, [4], batch_size=8)
+    task = SampledNodeRunner(d, d.train_mask, [4], batch_size=8)
     opt = torch.optim.Adam(cohort.parameters(), lr=0.01)
     torch.manual_seed(0)
     out = task.train_epoch(cohort, opt, 0)
@@ -112,7 +112,7 @@ def test_every_student_sees_the_same_subgraph():
     seen = []
     hooks = [s.register_forward_pre_hook(lambda m, args: seen.append(args[1]))
              for s in cohort.students]
-    task = SampledNodeTask(d, d.train_mask, [3, 3], batch_size=50)
+    task = SampledNodeRunner(d, d.train_mask, [3, 3], batch_size=50)
     opt = torch.optim.Adam(cohort.parameters(), lr=0.01)
     batch = next(iter(task.loader()))
     task.step(cohort, batch, opt, 0)
@@ -123,19 +123,58 @@ def test_every_student_sees_the_same_subgraph():
 
 def test_seed_nodes_train_and_reproducible():
     d = sbm_graph(300, 2000, num_classes=3, num_features=8, seed=0)
-    task = SampledNodeTask(d, d.train_mask, [3], batch_size=16, seed_nodes="train")
+    task = SampledNodeRunner(d, d.train_mask, [3], batch_size=16, seed_nodes="train")
     seeds = torch.cat([b.n_id[:b.batch_size] for b in task.loader()])
     assert torch.equal(seeds.sort().values, d.train_mask.nonzero().view(-1))
 
     def run():
         cohort = _cohort(8, 3)
-        t = SampledNodeTask(d, d.train_mask, [3, 3], batch_size=64)
+        t = SampledNodeRunner(d, d.train_mask, [3, 3], batch_size=64)
         opt = torch.optim.Adam(cohort.parameters(), lr=0.01)
         torch.manual_seed(3)
         return [t.train_epoch(cohort, opt, e)["total"] for e in range(2)]
 
     assert run() == run()
     with pytest.raises(ValueError, match="seed_nodes"):
-        SampledNodeTask(d, d.train_mask, [3], seed_nodes="some")
+        SampledNodeRunner(d, d.train_mask, [3], seed_nodes="some")
     with pytest.raises(ValueError, match="batch_size"):
-        SampledNodeTask(d, d.train_mask, [3], batch_size=0)
+        SampledNodeRunner(d, d.train_mask, [3], batch_size=0)
+
+
+# ------------------------------------------------------------------- with the Trainer
+def _trainer(tmp_path, epochs, sub="run", **kw):
+    from graphmutual.train import TrainConfig, Trainer, resolve_config
+    from graphmutual.train.sampled import SampledNodeTask
+
+    ds = sbm_dataset(400, 3000, num_classes=3, num_features=8, seed=0)
+    cfg = TrainConfig(dataset=ds.name, students=["gcn", "gat", "gin"], method="gml",
+                      epochs=epochs, batch_size=128, hidden=16, seeds=[0], progress=False,
+                      checkpoint_every=1, output=str(tmp_path / sub), **kw)
+    task = SampledNodeTask(ds, resolve_config(cfg, ds), torch.device("cpu"), fanout=[5, 5])
+    return Trainer(cfg, ds, task=task)
+
+
+def test_trainer_with_sampled_task_and_resume(tmp_path):
+    full = _trainer(tmp_path, 4, "full").fit_seed(0)
+    assert full.result["epochs_run"] == 4
+    assert {"gcn", "gat", "gin", "ensemble"} <= set(full.result["members"])
+    assert all(0.0 <= m["test"] <= 1.0 for m in full.result["members"].values())
+    # kill after 2 epochs, resume to 4: the same history as the uninterrupted run
+    _trainer(tmp_path, 2, "resumed").fit_seed(0)
+    resumed = _trainer(tmp_path, 4, "resumed").fit_seed(0, resume=True)
+    assert [r["loss/total"] for r in resumed.history] == [r["loss/total"] for r in full.history]
+    assert resumed.result["members"] == full.result["members"]
+
+
+def test_sampled_task_checks():
+    from graphmutual.train import TrainConfig, resolve_config
+    from graphmutual.train.sampled import SampledNodeTask, default_fanout
+
+    assert default_fanout(2) == [15, 10] and default_fanout(4) == [15, 10, 5, 5]
+    ds = sbm_dataset(100, 400, num_classes=3, num_features=4)
+    cfg = TrainConfig(dataset=ds.name, students=["gcn", "mlp"], progress=False)
+    with pytest.raises(ValueError, match="batch size"):
+        SampledNodeTask(ds, resolve_config(cfg, ds), torch.device("cpu"))
+    cfg = TrainConfig(dataset=ds.name, students=["gcn", "mlp"], batch_size=32, progress=False)
+    task = SampledNodeTask(ds, resolve_config(cfg, ds), torch.device("cpu"))
+    assert task.fanout == [15, 10] and "SampledNodeTask" in repr(task)

@@ -58,7 +58,7 @@ def run_one(args) -> dict:
     torch.set_num_threads(args.threads)
     from graphmutual.data.synthetic import sbm_dataset
     from graphmutual.train import TrainConfig, build_cohort
-    from graphmutual.train.sampled import SampledNodeTask, parse_fanout
+    from graphmutual.train.sampled import SampledNodeRunner, parse_fanout
 
     t0 = time.perf_counter()
     n = args.nodes
@@ -77,7 +77,7 @@ def run_one(args) -> dict:
                threads=args.threads, generate_seconds=round(gen_s, 2))
     if args.mode == "sampled":
         fan = parse_fanout(args.fanout)
-        task = SampledNodeTask(data, data.train_mask, fan, batch_size=args.batch_size)
+        task = SampledNodeRunner(data, data.train_mask, fan, batch_size=args.batch_size)
         row.update(fanout=fan, batch_size=args.batch_size)
     gc.collect()
     row["rss_setup_mib"] = round(_status_kib("VmRSS") / 1024, 1)

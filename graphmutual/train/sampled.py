@@ -34,7 +34,7 @@ which the fused path does not take.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -42,13 +42,24 @@ from torch_geometric.data import Data
 from torch_geometric.loader import NodeLoader
 from tqdm.auto import tqdm
 
+from graphmutual.data import GraphDataset, Split, validate_graph
 from graphmutual.data.sampling import NeighborSampler
 from graphmutual.mutual import MutualEnsemble
 from graphmutual.mutual.divergence import divergence
 from graphmutual.mutual.entropy import confidence_penalty
 from graphmutual.nn.inference import LayerwiseInference
+from graphmutual.train.metrics import evaluate as score
+from graphmutual.train.tasks import (
+    Evaluation,
+    TrainingTask,
+    alw_stats,
+    member_probs,
+    normalized_features,
+)
 
 SEED_NODES = ("all", "train")
+#: fan-outs of the first hops when none are given (PyG's examples): ``[15, 10]`` for 2 layers
+DEFAULT_FANOUT = (15, 10, 5)
 
 
 def parse_fanout(text: str) -> list[int]:
@@ -86,8 +97,10 @@ def mimicry_only_loss(cohort: MutualEnsemble, logits: Tensor,
     return out
 
 
-class SampledNodeTask:
-    r"""Mini-batch neighbour-sampled training and exact layer-wise evaluation of a cohort.
+class SampledNodeRunner:
+    r"""Mini-batch neighbour-sampled training and exact layer-wise evaluation of a cohort
+    on one graph and one label mask (the engine of :class:`SampledNodeTask`, usable in a
+    loop of your own).
 
     Args:
         data (Data): the graph (kept on CPU; batches move to ``device``).
@@ -123,6 +136,13 @@ class SampledNodeTask:
         self.sampler = NeighborSampler(self.data, self.fanout, backend=sampler_backend)
         self.inference = LayerwiseInference(self.data.edge_index, n, eval_batch_size)
         self._x_eval: Optional[Tensor] = None
+
+    def set_labelled(self, train_mask: Tensor) -> None:
+        """Use another label mask (e.g. the next seed's split) on the same graph."""
+        train_mask = train_mask.cpu()
+        if train_mask.dtype != torch.bool or train_mask.numel() != self.data.num_nodes:
+            raise ValueError(f"train_mask must be a boolean [{self.data.num_nodes}] mask")
+        self.data.labelled = train_mask
 
     def loader(self) -> NodeLoader:
         """This epoch's batches (shuffled with :mod:`torch`'s global generator; the sampler
@@ -196,3 +216,85 @@ class SampledNodeTask:
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(fanout={self.fanout}, batch_size={self.batch_size}, "
                 f"seed_nodes={self.seed_nodes!r}, sampler={self.sampler})")
+
+
+def default_fanout(num_layers: int) -> List[int]:
+    """:data:`DEFAULT_FANOUT` cut (or padded with its last value) to ``num_layers`` hops."""
+    return [DEFAULT_FANOUT[min(i, len(DEFAULT_FANOUT) - 1)] for i in range(num_layers)]
+
+
+class SampledNodeTask(TrainingTask):
+    r"""Node classification on neighbour-sampled mini-batches (a :class:`TrainingTask`).
+
+    Selected for node datasets when a batch size is given (``graphmutual train --batch-size
+    1024 --fanout 15,10``); see the module docs for the loss, the choice of seed nodes and
+    the mimicry-only steps. Evaluation is exact layer-wise inference on all nodes.
+
+    Args:
+        dataset: a node dataset.
+        config: the resolved configuration; ``config.batch_size`` seeds per step (required),
+            ``config.fanout`` when the configuration has one.
+        device: where the cohort runs (sampling and the graph stay on the CPU).
+        fanout: neighbours per hop (default: ``config.fanout``, else
+            :func:`default_fanout` of ``config.num_layers``).
+        seed_nodes: ``"all"`` (default) or ``"train"``.
+        sampler_backend: ``"graphmutual"`` or ``"pyg"``.
+    """
+
+    def __init__(self, dataset: GraphDataset, config, device: torch.device,
+                 fanout: Optional[Sequence[int]] = None, seed_nodes: str = "all",
+                 sampler_backend: str = "graphmutual") -> None:
+        if dataset.task != "node":
+            raise ValueError(f"{type(self).__name__} trains node tasks; '{dataset.name}' "
+                             f"is a {dataset.task} task")
+        if not config.batch_size:
+            raise ValueError("sampled training needs a batch size (seed nodes per step)")
+        validate_graph(dataset.data, dataset.num_classes)
+        if config.normalize_features:
+            dataset = normalized_features(dataset)
+        super().__init__(dataset, config, device)
+        fanout = fanout or getattr(config, "fanout", None) or default_fanout(config.num_layers)
+        self.fanout = list(fanout)
+        self.seed_nodes = seed_nodes
+        self.sampler_backend = sampler_backend
+        self.runner: Optional[SampledNodeRunner] = None
+        self.last_epoch: Dict[str, float] = {}
+
+    @property
+    def input_features(self) -> str:
+        base = super().input_features
+        return f"{base}, row-normalised" if self.config.normalize_features else base
+
+    def setup(self, seed: int) -> None:
+        super().setup(seed)
+        s = self.split
+        self.split = Split(s.train.cpu(), s.val.cpu(), s.test.cpu(), s.description)
+        if self.runner is None:  # the sampler's CSR and the inference CSR: once per graph
+            cfg = self.config
+            self.runner = SampledNodeRunner(
+                self.dataset.data, self.split.train, self.fanout, batch_size=cfg.batch_size,
+                seed_nodes=self.seed_nodes,
+                eval_batch_size=max(cfg.eval_batch_size or 0, 8192), device=self.device,
+                sampler_backend=self.sampler_backend, progress=cfg.progress)
+        else:
+            self.runner.set_labelled(self.split.train)
+
+    def train_epoch(self, cohort, optimizer, epoch):
+        out = self.runner.train_epoch(cohort, optimizer, epoch)
+        self.last_epoch = {k: out.pop(k) for k in ("batches", "mimicry_only_batches")}
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, cohort):
+        logits = self.runner.logits(cohort).cpu()
+        y, ds = self.runner.data.y, self.dataset
+        scores = {
+            name: {part: score(p[mask], y[mask], ds.metric, ds.ogb_name)
+                   for part, mask in (("val", self.split.val), ("test", self.split.test))}
+            for name, p in member_probs(cohort, logits).items()
+        }
+        return Evaluation(scores, alw_stats(cohort, logits))
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.dataset.name!r}, fanout={self.fanout}, "
+                f"batch_size={self.config.batch_size}, seed_nodes={self.seed_nodes!r})")
