@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -157,7 +158,19 @@ def sweep(args) -> None:
             write(args.out, rows, args)
 
 
-def write(out: str, rows: list, args) -> None:
+def merge(args) -> None:
+    """Combine the rows of several sweeps (each row keeps the command that made it)."""
+    rows, commands = [], []
+    for path in args.inputs:
+        blob = json.loads(Path(path).read_text())
+        commands.append(blob["meta"]["command"])
+        for r in blob["rows"]:
+            rows.append(dict(r, command=blob["meta"]["command"]))
+    rows.sort(key=lambda r: (r["nodes"], r["mode"]))
+    write(args.out, rows, args, commands)
+
+
+def write(out: str, rows: list, args, commands: Optional[list] = None) -> None:
     meta = dict(command="python benchmarks/scale/bench_scale.py " + " ".join(sys.argv[1:]),
                 cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
                 python=platform.python_version())
@@ -167,10 +180,14 @@ def write(out: str, rows: list, args) -> None:
         meta["torch"] = torch.__version__
     except ImportError:  # pragma: no cover
         pass
+    if commands:
+        meta["merged_from"] = commands
     Path(out + ".json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1) + "\n")
+    cmds = commands or [meta["command"]]
     lines = ["# Scale: GCN+GAT+GIN GML cohort, full batch (fused) vs sampled", "",
-             f"Command: `{meta['command']}`  ", f"Machine: {meta['cores']} cores, "
-             f"{args.threads} torch thread(s), torch {meta.get('torch')}.", "",
+             "Commands:", "", *[f"- `{c}`" for c in cmds], "",
+             f"Machine: {meta['cores']} cores, one torch thread, torch {meta.get('torch')}. "
+             "SBM graphs (`graphmutual.data.synthetic.sbm_graph`), hidden 64, 2 layers.", "",
              "CPU s/epoch is the process's CPU time (one thread): on this shared, "
              "oversubscribed machine it is the stable measure; wall s/epoch is also given.", "",
              "| nodes | edges | mode | CPU s/epoch | wall s/epoch | setup RSS MiB | "
@@ -200,6 +217,9 @@ def write(out: str, rows: list, args) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
+    mq = sub.add_parser("merge")
+    mq.add_argument("inputs", nargs="+")
+    mq.add_argument("--out", required=True)
     for name in ("run", "sweep"):
         q = sub.add_parser(name)
         q.add_argument("--avg-degree", type=float, default=6.9)
@@ -222,6 +242,8 @@ def main() -> None:
     args = p.parse_args()
     if args.cmd == "run":
         print(json.dumps(run_one(args)))
+    elif args.cmd == "merge":
+        merge(args)
     else:
         sweep(args)
 
