@@ -70,13 +70,20 @@ def bench_graph(n: int, e: int, fan: list, args, ts, ts_version: str, rows: list
     def tsparse(s):
         return ts(rowptr, col, s, fan, False, True)[1].numel()
 
+    if ts is not None:  # same contract: seeds first, true edges, fan-out respected
+        node, row_, col_, edge = ts(rowptr, col, seeds[0], fan, False, True)
+        assert torch.equal(node[:args.batch_size], seeds[0])
+        assert torch.equal(col[edge], node[row_])
+        assert bool(((rowptr[node[col_]] <= edge) & (edge < rowptr[node[col_] + 1])).all())
+
     with O.use_backend("cpp"):
         bench("graphmutual C++", ours, args.batches, 1)
         bench("graphmutual C++", ours, args.batches, 2)
     with O.use_backend("reference"):
         bench("graphmutual reference (torch)", ours, args.reference_batches, 1)
     if ts is not None:
-        bench(f"torch-sparse {ts_version}", tsparse, args.batches, 1)
+        bench(ts_version if "torch-sparse" in ts_version else f"torch-sparse {ts_version}",
+              tsparse, args.batches, 1)
 
 
 def main() -> None:
@@ -90,6 +97,10 @@ def main() -> None:
     p.add_argument("--fanout", default="15,10")
     p.add_argument("--reference-batches", type=int, default=5)
     p.add_argument("--torch-sparse-path", default=None)
+    p.add_argument("--torch-sparse-standalone", default=None, metavar="DIR",
+                   help="build torch-sparse's neighbor_sample_cpu.cpp alone from the source "
+                        "distribution in DIR (downloaded there with pip if missing); see "
+                        "torch_sparse_sampler.py")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     if args.torch_sparse_path:
@@ -105,6 +116,12 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001
         ts, ts_version = None, f"not available: {type(exc).__name__}: {exc}"
 
+    if ts is None and args.torch_sparse_standalone:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import torch_sparse_sampler
+
+        ts_version = torch_sparse_sampler.load(workdir=args.torch_sparse_standalone)
+        ts = torch.ops.torch_sparse_standalone.neighbor_sample
     fan = [int(k) for k in args.fanout.split(",")]
     rows: list = []
     for spec in args.graphs.split(","):
