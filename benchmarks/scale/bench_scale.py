@@ -186,10 +186,13 @@ def write(out: str, rows: list, args, commands: Optional[list] = None) -> None:
     cmds = commands or [meta["command"]]
     lines = ["# Scale: GCN+GAT+GIN GML cohort, full batch (fused) vs sampled", "",
              "Commands:", "", *[f"- `{c}`" for c in cmds], "",
+             *([f"merged into this file by `{meta['command']}`", ""] if commands else []),
              f"Machine: {meta['cores']} cores, one torch thread, torch {meta.get('torch')}. "
              "SBM graphs (`graphmutual.data.synthetic.sbm_graph`), hidden 64, 2 layers.", "",
              "CPU s/epoch is the process's CPU time (one thread): on this shared, "
-             "oversubscribed machine it is the stable measure; wall s/epoch is also given.", "",
+             "oversubscribed machine it is the stable measure; wall s/epoch is also given. "
+             "Sampled epochs visit every node as a seed; \"extra\" = peak during training "
+             "minus the resident memory after setup (graph, CSR, cohort).", "",
              "| nodes | edges | mode | CPU s/epoch | wall s/epoch | setup RSS MiB | "
              "peak train RSS MiB | extra MiB | note |",
              "|---:|---:|---|---:|---:|---:|---:|---:|---|"]
@@ -207,6 +210,7 @@ def write(out: str, rows: list, args, commands: Optional[list] = None) -> None:
         else:
             note = (f"{len(r['epoch_seconds'])} epochs, first (warm-up, not in the mean) "
                     f"{r['epoch_cpu_seconds'][0]} CPU s")
+        note = f"degree {r['edges'] / r['nodes']:.1f}, {r['features']} features; " + note
         lines.append(f"| {r['nodes']} | {r['edges']} | {r['mode']} | {r['cpu_seconds_per_epoch']} "
                      f"| {r['seconds_per_epoch']} "
                      f"| {r['rss_setup_mib']} | {r['peak_train_mib']} | {r['extra_train_mib']} "
