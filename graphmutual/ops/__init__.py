@@ -8,6 +8,7 @@ Functional API (all differentiable, all ``torch.library`` custom ops underneath)
 * :func:`multi_spmm` -- the same for K students / heads in one pass over the edges
 * :func:`edge_softmax` -- softmax of attention scores over in-edges
 * :class:`CSR` -- cached destination-sorted structure (with the transpose for backward)
+* :func:`sample_neighbors` -- uniform multi-hop neighbour sampling (seeded, parallel C++)
 
 Which kernels run is decided in one place, :mod:`graphmutual.ops.backend`
 (``GRAPHMUTUAL_BACKEND`` = ``auto`` | ``cpp`` | ``cuda`` | ``torch_scatter`` |
@@ -23,14 +24,17 @@ from graphmutual.ops.backend import (
 )
 from graphmutual.ops.csr import CSR
 from graphmutual.ops.functional import edge_softmax, multi_spmm, scatter, segment, spmm
+from graphmutual.ops.sampler import SampledSubgraph, sample_neighbors
 
 __all__ = [
     "BACKENDS",
     "CSR",
+    "SampledSubgraph",
     "available_backends",
     "current_backend",
     "edge_softmax",
     "multi_spmm",
+    "sample_neighbors",
     "scatter",
     "segment",
     "set_backend",

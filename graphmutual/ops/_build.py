@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-CPU_SOURCES = [CSRC / "ops_cpu.cpp"]
+CPU_SOURCES = [CSRC / "ops_cpu.cpp", CSRC / "sampler_cpu.cpp"]
 CUDA_SOURCES = [CSRC / "ops_cuda.cu"]
 
 CPU_CFLAGS = ["-O3", "-fopenmp", "-march=native"]

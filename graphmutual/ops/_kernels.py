@@ -92,6 +92,16 @@ class ReferenceKernels:
         dot = y.new_zeros((m, y.size(1))).scatter_add_(0, idx, y * grad)
         return y * (grad - dot.index_select(0, row))
 
+    def sample_neighbors(self, rowptr: Tensor, col: Tensor, seeds: Tensor, fanouts: list[int],
+                         seed: int, replace: bool) -> tuple[Tensor, ...]:
+        """Multi-hop uniform neighbour sampling (see :mod:`graphmutual.ops.sampler`).
+
+        Same output contract as the C++ kernel (node order, edge order, sorted picks within
+        a row), drawn from a :class:`torch.Generator` seeded with ``seed`` -- so the same
+        seed gives the same sample here, but not the same sample as the C++ kernel.
+        """
+        return _reference_sample(rowptr, col, seeds, fanouts, seed, replace)
+
 
 class CppKernels:
     """Our C++ CPU extension (``graphmutual/csrc/ops_cpu.cpp``)."""
@@ -115,6 +125,9 @@ class CppKernels:
 
     def edge_softmax_backward(self, rowptr, y, grad):
         return self.ops.edge_softmax_backward(rowptr, y, grad)
+
+    def sample_neighbors(self, rowptr, col, seeds, fanouts, seed, replace):
+        return self.ops.sample_neighbors(rowptr, col, seeds, list(fanouts), seed, replace)
 
 
 class CudaKernels:
@@ -188,3 +201,65 @@ class TorchScatterKernels(ReferenceKernels):
         ptr = rowptr.long()
         dot = self.ops.segment_sum_csr(y * grad, ptr, None)
         return y * (grad - self.ops.gather_csr(dot, ptr, None))
+
+
+def _reference_sample(rowptr: Tensor, col: Tensor, seeds: Tensor, fanouts: list[int],
+                      seed: int, replace: bool) -> tuple[Tensor, ...]:
+    """Vectorised reference sampler: per hop, rank every candidate edge of a frontier row by
+    a uniform random key and keep the ``k`` smallest (= ``k`` distinct picks)."""
+    long = torch.long
+    n = rowptr.numel() - 1
+    rowptr, col = rowptr.long(), col.long()
+    gen = torch.Generator().manual_seed(int(seed) % (2**63))
+    local = torch.full((n,), -1, dtype=long)
+    local[seeds] = torch.arange(seeds.numel())
+    nodes, rows, cols, edges = [seeds], [], [], []
+    n_nodes, n_edges = [seeds.numel()], []
+    frontier, begin, count = seeds, 0, seeds.numel()
+    for k in fanouts:
+        start = rowptr[frontier]
+        deg = rowptr[frontier + 1] - start
+        f = frontier.numel()
+        if k < 0 or not replace:
+            cnt = deg if k < 0 else deg.clamp(max=k)
+            total = int(deg.sum())
+            owner = torch.repeat_interleave(torch.arange(f), deg, output_size=total)
+            first = torch.repeat_interleave(torch.cumsum(deg, 0) - deg, deg, output_size=total)
+            pos = torch.arange(total) - first  # offset of the candidate within its row
+            key = torch.rand(total, generator=gen)
+            order = torch.argsort(key)
+            order = order[torch.argsort(owner[order], stable=True)]  # by row, then by key
+            keep = order[pos < cnt[owner]]  # rank within row (pos after grouping) < count
+            keep = keep.sort().values  # back to (row, position) order
+            owner, picked = owner[keep], start[owner[keep]] + pos[keep]
+        else:
+            cnt = torch.where(deg > 0, torch.full_like(deg, k), torch.zeros_like(deg))
+            total = int(cnt.sum())
+            owner = torch.repeat_interleave(torch.arange(f), cnt, output_size=total)
+            r = (torch.rand(total, generator=gen, dtype=torch.float64) * deg[owner]).long()
+            r = torch.minimum(r, deg[owner] - 1)
+            width = int(deg.max()) + 1 if f else 1
+            order = torch.argsort(owner * width + r)
+            owner, picked = owner[order], start[owner[order]] + r[order]
+        src = col[picked]
+        new = src[local[src] < 0]
+        if new.numel():
+            uniq, inv = torch.unique(new, return_inverse=True)
+            first_seen = torch.full((uniq.numel(),), new.numel(), dtype=long)
+            first_seen = first_seen.scatter_reduce(0, inv, torch.arange(new.numel()), "amin")
+            fresh = uniq[torch.argsort(first_seen)]
+            local[fresh] = torch.arange(count, count + fresh.numel())
+        else:
+            fresh = new
+        rows.append(local[src])
+        cols.append(owner + begin)
+        edges.append(picked)
+        nodes.append(fresh)
+        n_edges.append(picked.numel())
+        n_nodes.append(fresh.numel())
+        begin, count, frontier = count, count + fresh.numel(), fresh
+    def cat(ts: list[Tensor]) -> Tensor:
+        return torch.cat(ts) if ts else torch.empty(0, dtype=long)
+
+    return (torch.cat(nodes), cat(rows), cat(cols), cat(edges),
+            torch.tensor(n_nodes, dtype=long), torch.tensor(n_edges, dtype=long))
