@@ -58,7 +58,8 @@ TRAIN_OPTIONS = {
     "divergence": "divergence", "temperature": "temperature", "entropy": "entropy",
     "warmup": "warmup", "schedule": "schedule", "epochs": "epochs", "lr": "lr",
     "hidden": "hidden", "layers": "num_layers", "dropout": "dropout",
-    "weight_decay": "weight_decay", "batch_size": "batch_size", "patience": "patience",
+    "weight_decay": "weight_decay", "batch_size": "batch_size", "fanout": "fanout",
+    "patience": "patience",
     "seeds": "seeds", "device": "device", "threads": "threads",
     "deterministic": "deterministic", "output": "output",
 }
@@ -117,7 +118,12 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--weight-decay", type=float, default=None,
                    help=f"Adam weight decay (default: {cfg.weight_decay})")
     t.add_argument("--batch-size", type=int, default=None,
-                   help=f"graphs per batch (default: {_task_default('batch_size')})")
+                   help=f"graphs per batch on graph datasets (default: "
+                        f"{_task_default('batch_size')}); on node datasets: seed nodes per step "
+                        "of neighbour-sampled training (default: full batch)")
+    t.add_argument("--fanout", default=None,
+                   help="neighbours sampled per hop with --batch-size on node datasets, e.g. "
+                        "15,10 (-1 = all; default 15,10,5,... one per layer)")
     t.add_argument("--patience", type=int, default=None,
                    help="stop after this many epochs without a better validation score "
                         f"(default: {_task_default('patience')})")

@@ -82,6 +82,7 @@ class TrainConfig:
     edge_features: bool = False
     transductive: bool = False
     batch_size: Optional[int] = None
+    fanout: Optional[List[int]] = None
     patience: Optional[int] = None
     seeds: List[int] = field(default_factory=lambda: [0])
     normalize_features: Optional[bool] = None
@@ -124,6 +125,15 @@ class TrainConfig:
         for name in ("edge_features", "transductive"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false (got {getattr(self, name)!r})")
+        if self.fanout is not None:
+            from graphmutual.train.sampled import parse_fanout
+
+            try:
+                self.fanout = parse_fanout(",".join(map(str, self.fanout))
+                                           if isinstance(self.fanout, (list, tuple))
+                                           else self.fanout)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if self.checkpoint_every <= 0:
             raise ConfigError("checkpoint_every must be a positive integer")
         if not 0 < self.t_min <= self.t_max:

@@ -218,6 +218,7 @@ class ResolvedConfig:
     transductive: bool
     batch_size: Optional[int]
     eval_batch_size: Optional[int]
+    fanout: Optional[Tuple[int, ...]]
     patience: int
     seeds: Tuple[int, ...]
     normalize_features: bool
@@ -231,6 +232,7 @@ class ResolvedConfig:
     def to_dict(self) -> Dict[str, Any]:
         out = dataclasses.asdict(self)
         out["students"], out["seeds"] = list(self.students), list(self.seeds)
+        out["fanout"] = list(self.fanout) if self.fanout else None
         return out
 
     def ensemble_kwargs(self) -> Dict[str, Any]:
@@ -261,6 +263,7 @@ def resolve_config(config: Any, dataset: Any) -> ResolvedConfig:
     values.update(
         method=method, kind=task.kind, task=dataset.task, students=tuple(config.students),
         seeds=tuple(config.seeds),
+        fanout=tuple(config.fanout) if config.fanout else None,
         eval_batch_size=(max(values["batch_size"], task.eval_batch_size)
                          if values["batch_size"] else None),
     )
@@ -272,4 +275,5 @@ def resolve_config(config: Any, dataset: Any) -> ResolvedConfig:
 
 #: ``ResolvedConfig`` fields that must never be ``None``.
 _CONCRETE: List[str] = [f.name for f in dataclasses.fields(ResolvedConfig) if f.name not in (
-    "root", "dropout", "pool", "batch_size", "eval_batch_size", "threads", "output")]
+    "root", "dropout", "pool", "batch_size", "eval_batch_size", "fanout", "threads",
+    "output")]

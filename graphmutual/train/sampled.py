@@ -260,11 +260,6 @@ class SampledNodeTask(TrainingTask):
         self.runner: Optional[SampledNodeRunner] = None
         self.last_epoch: Dict[str, float] = {}
 
-    @property
-    def input_features(self) -> str:
-        base = super().input_features
-        return f"{base}, row-normalised" if self.config.normalize_features else base
-
     def setup(self, seed: int) -> None:
         super().setup(seed)
         s = self.split

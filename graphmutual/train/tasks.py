@@ -345,6 +345,10 @@ TASKS: Dict[str, Callable[..., TrainingTask]] = {"node": FullBatchNodeTask,
 def make_task(dataset: GraphDataset, config: ResolvedConfig,
               device: torch.device) -> TrainingTask:
     """The :data:`TASKS` entry for ``dataset.task``, built for ``config``."""
+    if dataset.task == "node" and config.batch_size:  # --batch-size on a node dataset
+        from graphmutual.train.sampled import SampledNodeTask
+
+        return SampledNodeTask(dataset, config, device)
     try:
         cls = TASKS[dataset.task]
     except KeyError:
