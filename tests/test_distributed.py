@@ -31,6 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
 TIMEOUT = 60.0  # seconds a collective waits; the killed rank must be noticed well before
+HANG_TIMEOUT = 2.0
 NODE_STUDENTS = ["gcn", "sage", "gat"]  # 3 students over 2 ranks: uneven blocks; unfused
 GRAPH_STUDENTS = ["gcn", "gin"]
 
@@ -125,6 +126,26 @@ def _worker(out: Path) -> int:
         dist.barrier()
         run(f"{mode}-resume", mode, "node", resume=True)
     run("student-dropout", "student", "node", dropout=0.5)
+
+    # a rank hangs: the other's collective times out (a group with a 2 s timeout)
+    from datetime import timedelta
+
+    from graphmutual.train import build_cohort
+    from graphmutual.train.distributed import StudentParallel
+
+    group = dist.new_group(timeout=timedelta(seconds=HANG_TIMEOUT))
+    torch.manual_seed(0)
+    sp = StudentParallel(build_cohort(data["node"], config("node", out)), group=group)
+    if ctx.rank == 1:
+        time.sleep(HANG_TIMEOUT + 3)
+    t0 = time.time()
+    try:
+        sp(data["node"].data.x, data["node"].data.edge_index)
+    except DistributedError as exc:
+        if ctx.is_main:
+            (out / "hang.json").write_text(json.dumps({"seconds": time.time() - t0,
+                                                       "message": str(exc)}))
+    dist.barrier()
 
     # a rank dies in the middle of training: the other must end with a clear error
     class Dying(DistributedTrainer):
@@ -299,6 +320,31 @@ def test_dead_rank_ends_the_job_with_a_clear_error(dist_run):
     assert "rank 0/2" in err["message"] and "another rank probably died" in err["message"]
     assert err["time"] - died < TIMEOUT + 5
     assert not (out / "killed" / "results.json").exists()
+
+
+def test_hung_rank_times_out_with_a_clear_error(dist_run):
+    out = _ok(dist_run)
+    hang = json.loads((out / "hang.json").read_text())
+    assert "rank 0/2" in hang["message"] and "another rank probably died or hung" in \
+        hang["message"]
+    assert HANG_TIMEOUT - 0.5 < hang["seconds"] < HANG_TIMEOUT + 10
+
+
+@pytest.mark.slow  # ~70 s on the shared 2-core machine (two torchrun workers load Cora)
+def test_torchrun_entry_point(tmp_path):
+    """`torchrun -m graphmutual.train.distributed` on the bundled Cora, 2 ranks."""
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           "2", "-m", "graphmutual.train.distributed", "--mode", "data", "--dataset", "cora",
+           "--students", "gcn,mlp", "--epochs", "3", "--hidden", "8", "--threads", "1",
+           "--no-progress", "--output", str(tmp_path / "run"), "--timeout", "120"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["distributed"]["world_size"] == 2 and res["epochs_run"] == [3]
+    assert "data-parallel, 2 rank(s)" in proc.stdout
+    assert (tmp_path / "run" / "checkpoints" / "seed0.pt").is_file()
 
 
 def test_partition_and_bad_input():
