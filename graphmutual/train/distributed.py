@@ -825,6 +825,14 @@ class DistributedTrainer:
         atomic_write_bytes(self.output / f"log_seed{seed}.csv",
                            lambda f: f.write(buf.getvalue().encode()))
 
+    def _peak_rss_per_rank(self) -> List[float]:
+        """Every rank's peak resident memory so far (MiB; ``ru_maxrss``), in rank order."""
+        import resource
+
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        mine = torch.tensor([kib / 1024.0], dtype=torch.float64, device=self.device)
+        return [round(float(v), 1) for v in self._gather_rows(mine).cpu()]
+
     # -------------------------------------------------------------- all seeds
     def run(self, resume: bool = False) -> Dict:
         """Run every seed; every rank returns the summary, rank 0 writes ``results.json``."""
@@ -841,7 +849,8 @@ class DistributedTrainer:
                                                                   .encode()))
         results = summarize(per_seed, self.config, self.dataset)
         results["distributed"] = {"mode": self.mode, "world_size": self.ctx.world_size,
-                                  "backend": self.ctx.backend}
+                                  "backend": self.ctx.backend,
+                                  "peak_rss_mib": self._peak_rss_per_rank()}
         if self.output is not None and self.ctx.is_main:
             atomic_write_bytes(self.output / "results.json",
                                lambda f: f.write(json.dumps(results, indent=2).encode()))

@@ -1,0 +1,127 @@
+"""1 vs 2 processes, data-parallel and student-parallel, against the single-process trainer.
+
+Every configuration is a fresh ``torchrun --standalone`` job of
+``python -m graphmutual.train.distributed`` (gloo on the CPU, one torch thread per rank) on
+the same dataset, cohort and seed; the single-process :class:`~graphmutual.train.Trainer`
+(``python -m graphmutual train``) is the baseline. Reported per configuration: training
+seconds per epoch (mean over epochs, evaluation excluded, as ``results.json`` records it),
+the wall clock of the whole job (start-up and data loading included), every rank's peak
+resident memory, and the test accuracy at the best validation epoch (so the runs can be
+checked to agree).
+
+Usage::
+
+    python benchmarks/scale/bench_distributed.py --dataset cora --epochs 30 \
+        --out benchmarks/results/scale_distributed
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(cmd, env) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return wall
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="cora")
+    p.add_argument("--students", default="gcn,gat,gin")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="benchmarks/results/scale_distributed")
+    args = p.parse_args()
+
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    common = ["--dataset", args.dataset, "--students", args.students, "--epochs",
+              str(args.epochs), "--seeds", f"{args.seed},", "--threads", "1", "--no-progress"]
+    rows = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "single"
+        wall = run([sys.executable, "-m", "graphmutual", "train", *common, "--output",
+                    str(out)], env)
+        res = json.loads((out / "results.json").read_text())
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        rows.append(dict(config="single process (Trainer)", mode="-", ranks=1,
+                         s_per_epoch=res["seconds_per_epoch_mean"], wall=wall,
+                         peak_rss_mib=[round(rss, 1)], members=res["members"]))
+        for mode in ("data", "student"):
+            for ranks in (1, 2):
+                out = Path(tmp) / f"{mode}{ranks}"
+                cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                       "--nproc-per-node", str(ranks), "-m", "graphmutual.train.distributed",
+                       "--mode", mode, *common, "--output", str(out), "--timeout", "300"]
+                wall = run(cmd, env)
+                res = json.loads((out / "results.json").read_text())
+                rows.append(dict(config=f"{mode}-parallel", mode=mode, ranks=ranks,
+                                 s_per_epoch=res["seconds_per_epoch_mean"], wall=wall,
+                                 peak_rss_mib=res["distributed"]["peak_rss_mib"],
+                                 members=res["members"]))
+    load_after = os.getloadavg()
+
+    command = ("python benchmarks/scale/bench_distributed.py --dataset "
+               f"{args.dataset} --students {args.students} --epochs {args.epochs} "
+               f"--seed {args.seed} --out {args.out}")
+    meta = dict(command=command, cpu=cpu_name(), cores=os.cpu_count(),
+                torch=torch.__version__, python=platform.python_version(),
+                load_average_before=load_before, load_average_after=load_after)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{args.out}.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))
+
+    names = [n for n in rows[0]["members"]]
+    lines = [
+        f"# 1 vs 2 processes: data- and student-parallel on {args.dataset} "
+        f"({args.students}, GML, seed {args.seed}, {args.epochs} epochs)",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Hardware: {meta['cpu']}, {meta['cores']} cores shared with other jobs (load "
+        f"average {load_before[0]:.1f} before, {load_after[0]:.1f} after), no GPU; torch "
+        f"{meta['torch']}, gloo, one torch thread per rank. Single measurements on a busy "
+        "machine: read them as rough.",
+        "",
+        "| configuration | ranks | train s/epoch | job wall clock (s) | peak RSS per rank (MiB) "
+        "| " + " / ".join(names) + " test |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        acc = " / ".join(f"{100 * r['members'][n]['test_mean']:.1f}" for n in names)
+        rss = ", ".join(f"{v:.0f}" for v in r["peak_rss_mib"])
+        lines.append(f"| {r['config']} | {r['ranks']} | {r['s_per_epoch']:.3f} | "
+                     f"{r['wall']:.1f} | {rss} | {acc} |")
+    Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
