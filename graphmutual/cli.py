@@ -167,6 +167,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # CPU runs otherwise slow down epoch after epoch; see graphmutual.bench.worker)
     torch.set_flush_denormal(True)
     cfg = config_from_args(args)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     trainer = Trainer(cfg)
     results = trainer.run(resume=args.resume)
     print(format_table(results))

@@ -120,8 +120,10 @@ def _keys(specs):
 
 
 def test_changing_a_default_retrains_exactly_the_runs_that_inherit_it(monkeypatch):
+    import dataclasses
+
     from graphmutual.bench import inherited
-    from graphmutual.train import cohort
+    from graphmutual.train import defaults
 
     def suite():
         return (expand_suite(["cora", "mutag"], ["independent", "dml", "gml", "gml-js"],
@@ -141,7 +143,8 @@ def test_changing_a_default_retrains_exactly_the_runs_that_inherit_it(monkeypatc
     monkeypatch.undo()
 
     # a task default: only the graph dataset's runs change, independent ones included
-    monkeypatch.setitem(cohort.TASK_DEFAULTS, "graph", dict(cohort.GRAPH_DEFAULTS, lr=0.01))
+    monkeypatch.setitem(defaults.TASK_DEFAULTS, "graph",
+                        dataclasses.replace(defaults.TASK_DEFAULTS["graph"], lr=0.01))
     after = {(s.dataset, s.variant): config_hash(s) for s in suite()}
     assert {k for k in before if before[k] != after[k]} == {
         ("mutag", v) for v in ("independent", "dml", "gml", "gml-js")}
@@ -159,15 +162,40 @@ def test_changing_a_default_retrains_exactly_the_runs_that_inherit_it(monkeypatc
 
 def test_baseline_defaults_cover_every_result_field():
     from graphmutual.bench import inherited
-    from graphmutual.train import cohort
+    from graphmutual.train import defaults
 
     # a new TrainConfig field must be added to the baseline, or every cached run retrains
     assert set(inherited.result_fields()) <= set(inherited.BASELINE_CONFIG)
-    assert set(inherited.BASELINE_TASK) == set(cohort.TASK_DEFAULTS)
+    assert set(inherited.BASELINE_TASK) == set(defaults.TASK_DEFAULTS)
     spec = expand_suite(["ogbg-molbace"], ["gml"], ["gcn", "gin"], [0])[0]
     settings = inherited.inherited_settings(spec)
     assert settings["hidden"] == 256 and settings["weighting"] == "adaptive"
     assert "method" not in settings and "output" not in settings
+
+
+def test_checked_in_runs_keep_their_keys():
+    """Every run file in benchmarks/results/bench/runs recomputes to the key it was stored
+    under, unless a default it inherits changed since (its recorded drift differs from the
+    drift now: a stale run, e.g. the KL-era GML runs on Cora/CiteSeer)."""
+    from pathlib import Path
+
+    from graphmutual.bench import inherited
+
+    runs = sorted((Path(__file__).parents[1] / "benchmarks/results/bench/runs").glob("*/*.json"))
+    if not runs:
+        pytest.skip("no checked-in benchmark runs in this checkout")
+    same = stale = 0
+    for path in runs:
+        run = json.loads(path.read_text())
+        s = run["spec"]
+        spec = RunSpec(s["dataset"], s["variant"], s["seed"], s["config"])
+        if config_hash(spec) == run["key"]:
+            same += 1
+            assert path.name.endswith(f"-{run['key']}.json")
+        else:
+            stale += 1
+            assert run.get("inherited_drift", {}) != inherited.defaults_drift(spec), path
+    assert same > 0.9 * len(runs), (same, stale)
 
 
 def test_cache_records_the_inherited_drift(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from graphmutual.train import (
     parse_seeds,
     save_checkpoint,
 )
+from graphmutual.train.tasks import FullBatchNodeTask
 
 
 def test_cora_cohort_trains_to_sensible_accuracy(tmp_dataset_copy):
@@ -67,7 +68,7 @@ def test_resume_reaches_the_same_result(tmp_path, monkeypatch):
     cfg = small_config(tmp_path / "b")
     trainer = Trainer(cfg)
     calls = {"n": 0}
-    original = Trainer._node_eval
+    original = FullBatchNodeTask.evaluate
 
     def dying_eval(self, *args):
         calls["n"] += 1
@@ -75,10 +76,10 @@ def test_resume_reaches_the_same_result(tmp_path, monkeypatch):
             raise Killed
         return original(self, *args)
 
-    monkeypatch.setattr(Trainer, "_node_eval", dying_eval)
+    monkeypatch.setattr(FullBatchNodeTask, "evaluate", dying_eval)
     with pytest.raises(Killed):
         trainer.run()
-    monkeypatch.setattr(Trainer, "_node_eval", original)
+    monkeypatch.setattr(FullBatchNodeTask, "evaluate", original)
     ckpt = load_checkpoint(tmp_path / "b" / "run" / "checkpoints" / "seed0.pt")
     assert ckpt["epoch"] == 14
     resumed = Trainer(cfg).run(resume=True)
@@ -305,3 +306,92 @@ def test_transductive_is_a_no_op_without_mimicry(tmp_dataset_copy):
     assert runs[0] == runs[1]  # independent students never see unlabelled graphs
     with pytest.raises(ConfigError, match="transductive must be true or false"):
         TrainConfig(transductive="yes")
+
+
+def test_a_task_plugs_into_the_loop_through_the_small_interface(tmp_path):
+    """The loop only calls setup/train_epoch/evaluate: a task written against that interface
+    (here one that wraps the node task and records the calls) runs unchanged."""
+    from graphmutual.train import Evaluation, TrainingTask, resolve_config
+
+    calls = []
+
+    class Recording(TrainingTask):
+        def __init__(self, inner):
+            super().__init__(inner.dataset, inner.config, inner.device)
+            self.inner = inner
+
+        def setup(self, seed):
+            calls.append(("setup", seed))
+            self.inner.setup(seed)
+            self.split = self.inner.split
+
+        def train_epoch(self, cohort, optimizer, epoch):
+            calls.append(("train", epoch))
+            return self.inner.train_epoch(cohort, optimizer, epoch)
+
+        def evaluate(self, cohort):
+            ev = self.inner.evaluate(cohort)
+            assert isinstance(ev, Evaluation)
+            return ev
+
+    cfg = small_config(tmp_path, epochs=3, output=None)
+    ds = load_dataset("cora")
+    inner = FullBatchNodeTask(ds, resolve_config(cfg, ds), torch.device("cpu"))
+    plain = Trainer(cfg).run_seed(0)
+    wrapped = Trainer(cfg, dataset=ds, task=Recording(inner)).run_seed(0)
+    assert calls == [("setup", 0), ("train", 0), ("train", 1), ("train", 2)]
+    assert wrapped["members"] == plain["members"]
+    assert set(wrapped["members"]) == {"gcn", "mlp", "ensemble", "ensemble_alw"}
+
+
+def test_resumed_multi_seed_run_exports_the_validation_best_student(tmp_path, monkeypatch):
+    """Issue 18 #2: killed during the second seed and resumed, the export must still be the
+    first seed's student when it has the better validation score (seed 2 beats seed 0 on
+    validation here: 0.768 vs 0.684 for GCN), exactly as in the uninterrupted run."""
+    kw = dict(seeds=[2, 0], epochs=12)
+    full = Trainer(small_config(tmp_path / "a", **kw))
+    full.run()
+    expected = torch.load(tmp_path / "a" / "run" / "best_student.pt", weights_only=True)
+    assert expected["meta"]["seed"] == 2  # the premise: the first seed wins
+
+    cfg = small_config(tmp_path / "b", **kw)
+    calls = {"n": 0}
+    original = FullBatchNodeTask.evaluate
+
+    def dying_eval(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 12 + 8:  # seed 0's epoch 7, after its epoch-4 checkpoint
+            raise Killed
+        return original(self, *args)
+
+    monkeypatch.setattr(FullBatchNodeTask, "evaluate", dying_eval)
+    with pytest.raises(Killed):
+        Trainer(cfg).run()
+    monkeypatch.setattr(FullBatchNodeTask, "evaluate", original)
+    resumed = Trainer(cfg).run(resume=True)
+    got = torch.load(tmp_path / "b" / "run" / "best_student.pt", weights_only=True)
+    assert got["meta"] == expected["meta"]
+    assert got["state_dict"].keys() == expected["state_dict"].keys()
+    for k, v in expected["state_dict"].items():
+        assert torch.equal(got["state_dict"][k], v), k
+    assert resumed["members"]["gcn"]["val"] == pytest.approx([0.768, 0.684], abs=1e-6)
+
+
+def test_resume_refuses_other_settings_and_foreign_checkpoints(tmp_path):
+    cfg = small_config(tmp_path, epochs=2, checkpoint_every=1)
+    Trainer(cfg).run()
+    out = tmp_path / "run"
+    # a finished seed trained with other students is not mixed into the new table
+    other = small_config(tmp_path, epochs=2, students=["gcn", "gat"])
+    with pytest.raises(ConfigError, match=r"seed0\.json' was trained with other settings "
+                                          r"\(students\)"):
+        Trainer(other).run(resume=True)
+    # an interrupted seed: its checkpoint holds a gcn+mlp cohort
+    (out / "seed0.json").unlink()
+    with pytest.raises(CheckpointError, match=r"seed0\.pt' was written for another cohort"):
+        Trainer(other).run(resume=True)
+    # a checkpoint with other keys names the file and what is missing
+    save_checkpoint({"weights": torch.ones(1)}, out / "checkpoints" / "seed0.pt")
+    with pytest.raises(CheckpointError, match=r"seed0\.pt' is not a graphmutual training "
+                                              r"checkpoint \(it lacks best, best_states"):
+        Trainer(cfg).run(resume=True)

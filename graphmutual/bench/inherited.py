@@ -3,7 +3,7 @@
 A :class:`~graphmutual.bench.presets.RunSpec` names only what the suite sets (the method
 variant, ``--set``/``--epochs`` overrides); every other :class:`~graphmutual.train.TrainConfig`
 field takes its default — a class default (``t_min=0.75``), the task default of its
-dataset (:data:`graphmutual.train.cohort.TASK_DEFAULTS`: ``lr``, ``epochs``, ``warmup``, ...)
+dataset (:data:`graphmutual.train.defaults.TASK_DEFAULTS`: ``lr``, ``epochs``, ``warmup``, ...)
 or the method's preset (:data:`graphmutual.mutual.PRESETS`: ``weighting``, ``entropy``).
 
 Hashing only the spec would let a cached run survive a change of a default it trained
@@ -18,9 +18,10 @@ and to nothing else.
 
 When a field is *added* to ``TrainConfig``, add it to :data:`BASELINE_CONFIG` with the
 default that reproduces the old behaviour (a test checks that every field that can change
-a result is listed). Defaults resolved deeper down — a student's dropout, GAT's heads, the
-readout's ``"mean"`` when ``pool`` is ``None`` — are not covered; the tables' code
-fingerprints show runs made by different code.
+a result is listed). The values are resolved by the same rule as every training run
+(:func:`graphmutual.train.defaults.resolve_values`).  Defaults of the students themselves
+(a student's dropout, GAT's heads: :data:`graphmutual.nn.students.STUDENT_DEFAULTS`) are not
+covered; the tables' code fingerprints show runs made by different code.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from typing import Any, Dict, Mapping
 from graphmutual.bench.presets import MIMICRY_ONLY_KEYS, RunSpec
 from graphmutual.mutual import PRESETS
 from graphmutual.train import TrainConfig
-from graphmutual.train.cohort import TASK_DEFAULTS, registered_task_kind, resolve_default
+from graphmutual.train.defaults import TASK_DEFAULTS, registered_task_kind, resolve_values
 
 #: ``TrainConfig`` fields that cannot change a run's result (where it runs, what it writes).
 NOT_RESULT_FIELDS = frozenset({"dataset", "root", "students", "method", "seeds", "device",
@@ -50,8 +51,9 @@ BASELINE_CONFIG: Dict[str, Any] = {
 _NODE = dict(lr=0.01, epochs=200, hidden=64, num_layers=2, patience=100, batch_size=None,
              warmup=50, normalize_features=True, gin_norm="none")
 _GRAPH = dict(lr=0.001, epochs=100, hidden=64, num_layers=3, patience=50, batch_size=32,
-              warmup=10, normalize_features=False, gin_norm="none")
-#: The task defaults then, by task kind (:func:`graphmutual.train.cohort.task_kind`).
+              warmup=10, normalize_features=False, gin_norm="none",
+              pool="mean")  # then resolved in the cohort builder, now a task default
+#: The task defaults then, by task kind (:func:`graphmutual.train.defaults.task_kind`).
 BASELINE_TASK: Dict[str, Dict[str, Any]] = {
     "node": _NODE,
     "node-raw": dict(_NODE, normalize_features=False, gin_norm="batch_norm"),
@@ -75,10 +77,10 @@ def result_fields() -> Dict[str, Any]:
 def _resolve(spec: RunSpec, config: Mapping[str, Any], task: Mapping[str, Any],
              presets: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
     method = spec.config.get("method", "gml").lower()
-    return {key: resolve_default(key, value, method, task, presets)
-            for key, value in config.items()
-            if key not in spec.config
-            and not (method == "independent" and key in MIMICRY_ONLY_KEYS)}
+    unset = {key: value for key, value in config.items()
+             if key not in spec.config
+             and not (method == "independent" and key in MIMICRY_ONLY_KEYS)}
+    return resolve_values(unset, method, task, presets)
 
 
 def inherited_settings(spec: RunSpec) -> Dict[str, Any]:

@@ -14,10 +14,8 @@ values decay into the denormal range (a matmul on denormals is ~200x slower with
 """
 from __future__ import annotations
 
-import csv
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -64,21 +62,19 @@ def count_parameters(module) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
 
-def read_history(path: Path) -> Dict[str, List[float]]:
-    """The per-epoch columns of a trainer history CSV that the plots and tables use."""
-    if not path.is_file():
-        return {}
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
+def history_columns(rows: List[Dict[str, Any]]) -> Dict[str, List[float]]:
+    """The per-epoch columns of a run's history (:attr:`SeedRun.history
+    <graphmutual.train.trainer.SeedRun>`) that the plots and tables use, rounded to 5
+    digits (the epoch exactly); a column missing from some epoch gets NaN there."""
+    keys = sorted({k for row in rows for k in row
+                   if k == "epoch" or k.startswith(HISTORY_PREFIXES)},
+                  key=lambda k: (k != "epoch", k))
     cols: Dict[str, List[float]] = {}
-    for row in rows:
-        for k, v in row.items():
-            if k == "epoch" or k.startswith(HISTORY_PREFIXES):
-                try:
-                    x = float(v)
-                except (TypeError, ValueError):
-                    x = float("nan")
-                cols.setdefault(k, []).append(x if k == "epoch" else round(x, 5))
+    for k in keys:
+        for row in rows:
+            v = row.get(k)
+            x = float(v) if isinstance(v, (int, float)) else float("nan")
+            cols.setdefault(k, []).append(x if k == "epoch" else round(x, 5))
     return cols
 
 
@@ -120,40 +116,38 @@ def run_job(job: Dict[str, Any],
     dataset = load_dataset(specs[0].dataset, job.get("root"))
     baseline = peak_rss_mb()
     fingerprint = code_fingerprint()
-    with tempfile.TemporaryDirectory(prefix="gm-bench-") as tmp:
-        for spec in specs:
-            if cache.get(spec) is not None:
-                continue
-            cfg = TrainConfig.from_dict({**spec.config, "root": job.get("root"),
-                                         "seeds": [spec.seed], "output": tmp,
-                                         "progress": False, "checkpoint_every": 10**9})
-            trainer = Trainer(cfg, dataset=dataset)
-            report_epoch = _epoch_reporter(spec, trainer.epochs, on_epoch)
-            t0 = time.perf_counter()
-            res = trainer.run_seed(spec.seed, on_epoch=report_epoch)
-            wall = time.perf_counter() - t0
-            cohort = trainer._last_cohort
-            params = {n: count_parameters(s) for n, s in zip(cohort.names, cohort.students)}
-            params["cohort"] = count_parameters(cohort)
-            cache.put(spec, {
-                "dataset": spec.dataset, "variant": spec.variant, "seed": spec.seed,
-                "config": spec.config, "task": dataset.task, "metric": dataset.metric,
-                "students": list(cohort.names), "split": res["split"],
-                "members": res["members"], "epochs_run": res["epochs_run"],
-                "epochs_max": trainer.epochs,
-                "seconds_per_epoch": res["seconds_per_epoch"], "wall_seconds": wall,
-                "params": params, "peak_rss_mb": peak_rss_mb(), "rss_baseline_mb": baseline,
-                "memory_method": MEMORY_METHOD, "torch_threads": torch.get_num_threads(),
-                "flush_denormal": flush_denormal,
-                "torch_version": torch.__version__, "code_fingerprint": fingerprint,
-                "history": read_history(Path(tmp) / f"log_seed{spec.seed}.csv"),
-            })
-            done = {"done": spec.variant, "dataset": spec.dataset, "seed": spec.seed,
-                    "wall_seconds": wall}
-            if on_done is not None:
-                on_done(done)
-            else:
-                print(json.dumps(done), flush=True)
+    for spec in specs:
+        if cache.get(spec) is not None:
+            continue
+        cfg = TrainConfig.from_dict({**spec.config, "root": job.get("root"),
+                                     "seeds": [spec.seed], "progress": False})
+        trainer = Trainer(cfg, dataset=dataset)
+        report_epoch = _epoch_reporter(spec, trainer.epochs, on_epoch)
+        t0 = time.perf_counter()
+        run = trainer.fit_seed(spec.seed, on_epoch=report_epoch)
+        wall = time.perf_counter() - t0
+        res, cohort = run.result, run.cohort
+        params = {n: count_parameters(s) for n, s in zip(cohort.names, cohort.students)}
+        params["cohort"] = count_parameters(cohort)
+        cache.put(spec, {
+            "dataset": spec.dataset, "variant": spec.variant, "seed": spec.seed,
+            "config": spec.config, "task": dataset.task, "metric": dataset.metric,
+            "students": list(cohort.names), "split": res["split"],
+            "members": res["members"], "epochs_run": res["epochs_run"],
+            "epochs_max": trainer.epochs,
+            "seconds_per_epoch": res["seconds_per_epoch"], "wall_seconds": wall,
+            "params": params, "peak_rss_mb": peak_rss_mb(), "rss_baseline_mb": baseline,
+            "memory_method": MEMORY_METHOD, "torch_threads": torch.get_num_threads(),
+            "flush_denormal": flush_denormal,
+            "torch_version": torch.__version__, "code_fingerprint": fingerprint,
+            "history": history_columns(run.history),
+        })
+        done = {"done": spec.variant, "dataset": spec.dataset, "seed": spec.seed,
+                "wall_seconds": wall}
+        if on_done is not None:
+            on_done(done)
+        else:
+            print(json.dumps(done), flush=True)
     return 0
 
 

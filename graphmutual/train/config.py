@@ -10,6 +10,7 @@ import yaml
 
 from graphmutual.mutual.alw import DEFAULT_T_MIN
 from graphmutual.nn.graph import POOLS
+from graphmutual.train.defaults import DEFAULT_T_MAX
 
 
 class ConfigError(ValueError):
@@ -27,21 +28,26 @@ class TrainConfig:
     """Everything a :class:`~graphmutual.train.Trainer` run needs.
 
     ``None`` for ``divergence``, ``lr``, ``epochs``, ``hidden``, ``num_layers``,
-    ``batch_size``, ``patience``, ``warmup`` and ``normalize_features`` means "the task's
-    default" (see :data:`graphmutual.train.cohort.NODE_DEFAULTS` and ``GRAPH_DEFAULTS``):
-    node tasks lr 0.01, 200 epochs, hidden 64, 2 layers, patience 100, a 50-epoch mimicry
-    warm-up and, on Planetoid datasets, row-normalised features (as in Kipf & Welling
-    2017) and, for GML, the balanced forward/reverse KL divergence (chosen on validation;
-    KL elsewhere, and always for DML); graph tasks lr 0.001, 100 epochs, hidden 64 (256
-    and 5 layers for OGB molecules), 3 layers,
-    batch 32, patience 50, a 10-epoch warm-up.  ``gin_norm`` (``None``: the task's default,
-    batch norm on raw-feature node datasets and none elsewhere) is the normalisation between
-    a GIN student's layers: ``"none"`` or ``"batch_norm"``.  ``pool`` (graph tasks only;
-    ``None``: ``"mean"``) is the readout of every graph student: ``"mean"``, ``"add"``
-    (= ``"sum"``, Xu et al.'s choice for GIN) or ``"max"``.  ``edge_features`` (graph
+    ``batch_size``, ``patience``, ``warmup``, ``normalize_features``, ``gin_norm`` and
+    ``pool`` means "the task's default", and ``None`` for ``weighting`` and ``entropy``
+    "the method's preset": :func:`~graphmutual.train.defaults.resolve_config` resolves a
+    config once into a frozen :class:`~graphmutual.train.defaults.ResolvedConfig`, and
+    :func:`~graphmutual.train.defaults_for` shows the defaults of a dataset (the table and
+    the evidence for each are in :mod:`graphmutual.train.defaults`).  In short: node tasks
+    lr 0.01, 200 epochs, hidden 64, 2 layers, patience 100, a 50-epoch mimicry warm-up
+    and, on Planetoid datasets, row-normalised features and, for GML, the balanced
+    forward/reverse KL divergence; graph tasks lr 0.001, 100 epochs, hidden 64 (256 and 5
+    layers for OGB molecules), 3 layers, batch 32, patience 50, a 10-epoch warm-up.
+    ``gin_norm`` is the normalisation between a GIN student's layers: ``"none"`` or
+    ``"batch_norm"`` (batch norm on raw-feature node datasets).  ``pool`` (graph tasks
+    only) is the readout of every graph student: ``"mean"`` (default), ``"add"`` (=
+    ``"sum"``, Xu et al.'s choice for GIN) or ``"max"``.  ``dropout`` ``None`` keeps each
+    student's own default (GAT 0.6, the others 0.5).  ``edge_features`` (graph
     tasks with ``edge_attr`` only; off by default) lets the GAT and GIN students read the
     edge features: OGB bond features through OGB's ``BondEncoder`` (GIN becomes GINE, as in
     the OGB molecule examples), float edge features through a linear layer.
+    ``threads`` is applied by the command line (``graphmutual train`` and the bench
+    workers own their process); in your own script call ``torch.set_num_threads``.
     ``transductive`` (graph tasks with mimicry only; off by default) lets the peers also
     mimic each other on the validation and test graphs -- their inputs, never their labels
     -- as they do on the unlabelled nodes of a node-classification graph.  It is
@@ -61,7 +67,7 @@ class TrainConfig:
     entropy_mode: str = "penalty"
     weighting: Optional[str] = None
     t_min: float = DEFAULT_T_MIN
-    t_max: float = 4.0
+    t_max: float = DEFAULT_T_MAX
     schedule: str = "simultaneous"
     renyi_alpha: float = 0.5
     balance: float = 0.5
