@@ -57,7 +57,6 @@ import copy
 import json
 import math
 import os
-import random
 import sys
 import time
 from dataclasses import dataclass
@@ -74,16 +73,19 @@ from tqdm.auto import tqdm
 from graphmutual.data import GraphDataset, load_dataset, validate_graph
 from graphmutual.mutual import MutualEnsemble
 from graphmutual.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
-from graphmutual.train.cohort import build_cohort, config_value, task_defaults
+from graphmutual.train.cohort import build_cohort
 from graphmutual.train.config import TrainConfig
+from graphmutual.train.defaults import resolve_config
 from graphmutual.train.metrics import evaluate
-from graphmutual.train.trainer import normalized_features, seed_everything, summarize
+from graphmutual.train.state import rng_state, seed_everything, set_rng_state
+from graphmutual.train.tasks import member_probs, members
+from graphmutual.train.tracker import Best
+from graphmutual.train.trainer import normalized_features, summarize
 
 MODES = ("data", "student")
 #: Seconds a collective may wait for the other ranks before the job ends with an error.
 DEFAULT_TIMEOUT = 300.0
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-ENSEMBLE, ENSEMBLE_ALW = "ensemble", "ensemble_alw"
 
 
 class DistributedError(RuntimeError):
@@ -461,30 +463,6 @@ class EpochShardSampler(torch.utils.data.DistributedSampler):
 
 
 # ----------------------------------------------------------------------- the loop
-@dataclass
-class _Best:
-    val: float = -math.inf
-    test: float = float("nan")
-    epoch: int = -1
-
-
-def _rng_state() -> Dict:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                      float(gauss)],
-            "python": [version, torch.tensor(internal, dtype=torch.int64), gauss_next]}
-
-
-def _set_rng_state(state: Dict) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss_next))
-
-
 class DistributedTrainer:
     """Train a cohort on several processes, data- or student-parallel.
 
@@ -509,17 +487,17 @@ class DistributedTrainer:
         self.config, self.mode, self.ctx = config, mode, ctx
         self.dataset = dataset if dataset is not None else load_dataset(config.dataset,
                                                                         config.root)
+        self.resolved = resolve_config(config, self.dataset)
         if config.threads is not None:
             torch.set_num_threads(config.threads)
-        d = task_defaults(self.dataset)
-        self.epochs = config_value(config, "epochs", d)
-        self.lr = config_value(config, "lr", d)
-        self.patience = config_value(config, "patience", d)
-        self.batch_size = config_value(config, "batch_size", d)
+        self.epochs = self.resolved.epochs
+        self.lr = self.resolved.lr
+        self.patience = self.resolved.patience
+        self.batch_size = self.resolved.batch_size
         self.output = Path(config.output) if config.output else None
         if self.dataset.task == "node":
             validate_graph(self.dataset.data, self.dataset.num_classes)
-            if config_value(config, "normalize_features", d):
+            if self.resolved.normalize_features:
                 self.dataset = normalized_features(self.dataset)
         elif mode == "data":
             if config.transductive:
@@ -564,23 +542,6 @@ class DistributedTrainer:
             raise self._fail(exc) from exc
         return torch.cat([o[:int(s)] for o, s in zip(out, sizes)])
 
-    # ---------------------------------------------------------------- members
-    @staticmethod
-    def members(cohort: MutualEnsemble) -> List[str]:
-        extra = [ENSEMBLE] if cohort.num_students > 1 else []
-        if cohort.alw is not None:
-            extra.append(ENSEMBLE_ALW)
-        return list(cohort.names) + extra
-
-    @staticmethod
-    def _probs(cohort: MutualEnsemble, logits: Tensor) -> Dict[str, Tensor]:
-        out = {n: logits[k].softmax(-1) for k, n in enumerate(cohort.names)}
-        if cohort.num_students > 1:
-            out[ENSEMBLE] = cohort.predict(logits, "mean")
-        if cohort.alw is not None:
-            out[ENSEMBLE_ALW] = cohort.predict(logits, "alw")
-        return out
-
     # ----------------------------------------------------------------- epochs
     def _reduce_losses(self, losses: Dict[str, Tensor]) -> Dict[str, float]:
         """Loss terms as floats, averaged over the ranks in data-parallel mode."""
@@ -616,7 +577,7 @@ class DistributedTrainer:
             mine = torch.arange(len(subset)).tensor_split(self.ctx.world_size)[self.ctx.rank]
             if self.mode == "student":
                 mine = torch.arange(len(subset))
-            return DataLoader(subset[mine], batch_size=max(self.batch_size, 256))
+            return DataLoader(subset[mine], batch_size=self.resolved.eval_batch_size)
         if self.mode == "student":  # every rank sees the same (single-process) batches
             gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
             return DataLoader(subset, batch_size=self.batch_size, shuffle=True, generator=gen)
@@ -653,7 +614,7 @@ class DistributedTrainer:
         net = model.module if self.mode == "data" else model
         out: Dict[str, Dict[str, float]] = {}
         if ds.task == "node":
-            probs = self._probs(cohort, net(data.x, data.edge_index))
+            probs = member_probs(cohort, net(data.x, data.edge_index))
             for name, p in probs.items():
                 out[name] = {part: evaluate(p[m], data.y[m], ds.metric, ds.ogb_name)
                              for part, m in (("val", split.val), ("test", split.test))}
@@ -665,10 +626,10 @@ class DistributedTrainer:
                 batch = batch.to(self.device)
                 logits = net(batch.x, batch.edge_index, batch=batch.batch,
                              edge_attr=batch.get("edge_attr"))
-                for name, p in self._probs(cohort, logits).items():
+                for name, p in member_probs(cohort, logits).items():
                     probs.setdefault(name, []).append(p)
                 ys.append(batch.y)
-            names = self.members(cohort)
+            names = members(cohort)
             y = torch.cat(ys) if ys else torch.empty(0, dtype=torch.long, device=self.device)
             stacked = [torch.cat(probs[n]) if ys else
                        torch.empty(0, ds.num_classes, device=self.device) for n in names]
@@ -689,7 +650,7 @@ class DistributedTrainer:
         cfg, ds, ctx = self.config, self.dataset, self.ctx
         seed_everything(seed, cfg.deterministic)
         split = ds.split(seed)
-        cohort = build_cohort(ds, cfg)
+        cohort = build_cohort(ds, self.resolved)
         if self.mode == "student":
             model = StudentParallel(cohort, ctx.device)
             params = model.local_parameters()
@@ -702,8 +663,8 @@ class DistributedTrainer:
             model = DDP(cohort, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
             params = list(cohort.parameters())
         opt = torch.optim.Adam(params, lr=self.lr, weight_decay=cfg.weight_decay)
-        members = self.members(cohort)
-        best = {m: _Best() for m in members}
+        names = members(cohort)
+        best = {m: Best() for m in names}
         best_states: Dict[str, Dict] = {}
         history: List[Dict] = []
         train_seconds: List[float] = []
@@ -720,10 +681,10 @@ class DistributedTrainer:
                 cohort.load_state_dict(state["cohort"])
                 opt.load_state_dict(state["optimizer"])
                 best_states = state["best_states"]
-            best = {m: _Best(**b) for m, b in state["best"].items()}
+            best = {m: Best(**b) for m, b in state["best"].items()}
             history, train_seconds = state["history"], state["train_seconds"]
             start_epoch, since_best = state["epoch"] + 1, state["since_best"]
-            _set_rng_state(state["rng"])
+            set_rng_state(state["rng"])
 
         data = None
         if ds.task == "node":
@@ -751,15 +712,15 @@ class DistributedTrainer:
                                          f"(seed {seed})")
             scores = self._evaluate(model, cohort, data, split)
             # rank 0's scores drive model selection on every rank (no divergent control flow)
-            flat = torch.tensor([scores[m][p] for m in members for p in ("val", "test")],
+            flat = torch.tensor([scores[m][p] for m in names for p in ("val", "test")],
                                 dtype=torch.float64, device=ctx.device)
             flat = self._broadcast(flat).cpu().tolist()
             scores = {m: {"val": flat[2 * i], "test": flat[2 * i + 1]}
-                      for i, m in enumerate(members)}
+                      for i, m in enumerate(names)}
             improved = False
-            for m in members:
+            for m in names:
                 if scores[m]["val"] > best[m].val:
-                    best[m] = _Best(scores[m]["val"], scores[m]["test"], epoch)
+                    best[m] = Best(scores[m]["val"], scores[m]["test"], epoch)
                     improved = True
                     if m in cohort.names:
                         k = cohort.names.index(m)
@@ -769,7 +730,7 @@ class DistributedTrainer:
                                  cohort.students[k].state_dict().items()})
             since_best = 0 if improved else since_best + 1
             history.append({"epoch": epoch, **{f"loss/{k}": v for k, v in losses.items()},
-                            **{f"{p}/{m}": scores[m][p] for m in members
+                            **{f"{p}/{m}": scores[m][p] for m in names
                                for p in ("val", "test")}})
             bar.set_postfix(loss=f"{losses['total']:.3f}")
             last = epoch + 1 >= self.epochs or since_best >= self.patience
@@ -786,7 +747,8 @@ class DistributedTrainer:
             "split": split.description,
             "epochs_run": len(history),
             "seconds_per_epoch": float(np.mean(train_seconds)) if train_seconds else 0.0,
-            "members": {m: vars(best[m]) for m in members},
+            "members": {m: vars(best[m]) for m in names},
+            "students": list(cohort.names),
             "distributed": {"mode": self.mode, "world_size": ctx.world_size,
                             "backend": ctx.backend},
         }
@@ -809,7 +771,7 @@ class DistributedTrainer:
                 "cohort": state, "optimizer": opt_state,
                 "best": {m: vars(b) for m, b in best.items()}, "best_states": best_states,
                 "history": history, "train_seconds": train_seconds, "epoch": epoch,
-                "since_best": since_best, "rng": _rng_state(),
+                "since_best": since_best, "rng": rng_state(),
                 "distributed": {"mode": self.mode, "world_size": self.ctx.world_size},
             }, path)
 
