@@ -63,6 +63,13 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="use deterministic torch kernels")
     t.add_argument("--config", default=None,
                    help="YAML file of settings (command-line options override it)")
+    t.add_argument("--distributed", choices=("data", "student"), default=None,
+                   help="train on the processes torchrun started: data-parallel (each rank "
+                        "a shard of the samples) or student-parallel (each rank some of the "
+                        "students); see the 'Distributed training' docs page")
+    t.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                   help="with --distributed: how long a collective waits for the other "
+                        "ranks before the job ends with an error (default: 300)")
     o = p.add_argument_group("output")
     o.add_argument("--output", default=None,
                    help="directory for results.json, per-seed logs, checkpoints and "
@@ -169,8 +176,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    trainer = Trainer(cfg)
-    results = trainer.run(resume=args.resume)
+    from graphmutual.train import distributed
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if args.distributed is None and distributed.launched_by_torchrun() and world > 1:
+        raise ValueError(f"torchrun started {world} processes, but --distributed is not set: "
+                         "add --distributed data or --distributed student")
+    if args.distributed is not None:
+        results = distributed.run_distributed(
+            cfg, args.distributed, resume=args.resume,
+            timeout=args.dist_timeout or distributed.DEFAULT_TIMEOUT)
+        main = distributed.is_main_process()
+        distributed.finish()
+        if not main:
+            return 0
+    else:
+        results = Trainer(cfg).run(resume=args.resume)
     print(format_table(results))
     print(f"results written to {os.path.join(cfg.output, 'results.json')}")
     return 0

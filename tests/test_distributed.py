@@ -333,20 +333,33 @@ def test_hung_rank_times_out_with_a_clear_error(dist_run):
 
 
 @pytest.mark.slow  # ~70 s on the shared 2-core machine (two torchrun workers load Cora)
-def test_torchrun_entry_point(tmp_path):
-    """`torchrun -m graphmutual.train.distributed` on the bundled Cora, 2 ranks."""
+def test_torchrun_graphmutual_train(tmp_path):
+    """`torchrun -m graphmutual train --distributed data` on the bundled Cora, 2 ranks."""
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-           "2", "-m", "graphmutual.train.distributed", "--mode", "data", "--dataset", "cora",
+           "2", "-m", "graphmutual", "train", "--distributed", "data", "--dataset", "cora",
            "--students", "gcn,mlp", "--epochs", "3", "--hidden", "8", "--threads", "1",
-           "--no-progress", "--output", str(tmp_path / "run"), "--timeout", "120"]
+           "--no-progress", "--output", str(tmp_path / "run"), "--dist-timeout", "120"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["distributed"]["world_size"] == 2 and res["epochs_run"] == [3]
-    assert "data-parallel, 2 rank(s)" in proc.stdout
+    assert proc.stdout.count("results written to") == 1  # rank 0 only
     assert (tmp_path / "run" / "checkpoints" / "seed0.pt").is_file()
+
+
+def test_cli_distributed_needs_torchrun_and_torchrun_needs_distributed(monkeypatch, capsys):
+    from graphmutual.cli import main
+
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["train", "--distributed", "student", "--epochs", "1", "--no-progress"]) == 2
+    assert "torchrun --standalone --nproc-per-node 2" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--epochs", "1", "--no-progress"]) == 2
+    assert "add --distributed data or --distributed student" in capsys.readouterr().err
 
 
 def test_partition_and_bad_input():

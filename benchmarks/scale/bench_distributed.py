@@ -1,8 +1,8 @@
 """1 vs 2 processes, data-parallel and student-parallel, against the single-process trainer.
 
 Every configuration is a fresh ``torchrun --standalone`` job of
-``python -m graphmutual.train.distributed`` (gloo on the CPU, one torch thread per rank) on
-the same dataset, cohort and seed; the single-process :class:`~graphmutual.train.Trainer`
+``python -m graphmutual train --distributed {data,student}`` (gloo on the CPU, one torch
+thread per rank) on the same dataset, cohort and seed; the single-process trainer
 (``python -m graphmutual train``) is the baseline. Reported per configuration: training
 seconds per epoch (mean over epochs, evaluation excluded, as ``results.json`` records it),
 the wall clock of the whole job (start-up and data loading included), every rank's peak
@@ -79,8 +79,8 @@ def main() -> None:
             for ranks in (1, 2):
                 out = Path(tmp) / f"{mode}{ranks}"
                 cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                       "--nproc-per-node", str(ranks), "-m", "graphmutual.train.distributed",
-                       "--mode", mode, *common, "--output", str(out), "--timeout", "300"]
+                       "--nproc-per-node", str(ranks), "-m", "graphmutual", "train",
+                       "--distributed", mode, *common, "--output", str(out)]
                 wall = run(cmd, env)
                 res = json.loads((out / "results.json").read_text())
                 rows.append(dict(config=f"{mode}-parallel", mode=mode, ranks=ranks,

@@ -114,6 +114,17 @@ def launched_by_torchrun() -> bool:
     return all(v in os.environ for v in ("RANK", "WORLD_SIZE"))
 
 
+def is_main_process() -> bool:
+    """``True`` on rank 0 of an initialised process group, and when there is none."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def finish() -> None:
+    """Leave the process group (if any) at the end of a job."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def init_distributed(backend: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
                      device: str = "auto") -> DistContext:
     """Join the process group described by ``torchrun``'s environment variables.
@@ -131,8 +142,8 @@ def init_distributed(backend: Optional[str] = None, timeout: float = DEFAULT_TIM
     if missing and not dist.is_initialized():
         raise ValueError(
             f"the distributed environment is not set ({', '.join(missing)} missing); launch "
-            "with e.g. `torchrun --standalone --nproc-per-node 2 -m "
-            "graphmutual.train.distributed --mode student ...`"
+            "with torchrun, e.g. `torchrun --standalone --nproc-per-node 2 -m graphmutual "
+            "train --distributed student ...`"
         )
     if timeout <= 0:
         raise ValueError(f"timeout must be > 0 seconds (got {timeout})")
@@ -890,6 +901,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    torch.set_flush_denormal(True)  # as `graphmutual train` does
     try:
         cfg = config_from_args(args)
         results = run_distributed(cfg, args.mode, resume=args.resume, timeout=args.timeout,
@@ -900,12 +912,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
-    if dist.get_rank() == 0:
+    if is_main_process():
         for name, m in results["members"].items():
             print(f"{name:14s} test {m['test_mean']:.4f}  val {m['val_mean']:.4f}")
         print(f"seconds/epoch {results['seconds_per_epoch_mean']:.4f} "
               f"({args.mode}-parallel, {dist.get_world_size()} rank(s))", flush=True)
-    dist.destroy_process_group()
+    finish()
     return 0
 
 
