@@ -246,6 +246,13 @@ def test_student_parallel_matches_single_process(dist_run, tmp_path, task):
     assert len(res["distributed"]["peak_rss_mib"]) == 2
     ref_res = json.loads((tmp_path / task / "results.json").read_text())
     assert res["members"] == ref_res["members"]
+    # rank 0 exports the validation-best student, even one another rank trained
+    from graphmutual.train import load_checkpoint
+
+    ref_best = load_checkpoint(tmp_path / task / "best_student.pt")
+    got_best = load_checkpoint(out / f"student-{task}" / "best_student.pt")
+    assert ref_best["meta"]["name"] == got_best["meta"]["name"]
+    assert _max_diff(ref_best["state_dict"], got_best["state_dict"]) == 0.0
 
 
 @pytest.mark.parametrize("task", ["node", "graph"])

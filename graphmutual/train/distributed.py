@@ -76,6 +76,7 @@ from graphmutual.train.checkpoint import atomic_write_bytes, load_checkpoint, sa
 from graphmutual.train.cohort import build_cohort
 from graphmutual.train.config import TrainConfig
 from graphmutual.train.defaults import resolve_config
+from graphmutual.train.export import export_student
 from graphmutual.train.metrics import evaluate
 from graphmutual.train.state import rng_state, seed_everything, set_rng_state
 from graphmutual.train.tasks import member_probs, members
@@ -798,6 +799,29 @@ class DistributedTrainer:
         atomic_write_bytes(self.output / f"log_seed{seed}.csv",
                            lambda f: f.write(buf.getvalue().encode()))
 
+    def _export(self, res: Dict, best_val: float) -> float:
+        """Rank 0: export this seed's validation-best student to ``best_student.pt`` if it
+        beats ``best_val`` (the best exported so far); return the new best."""
+        states = self._last_best_states
+        found = max(((res["members"][n]["val"], -i, n) for i, n in enumerate(res["students"])
+                     if n in states), default=None)
+        if found is None or found[0] <= best_val:
+            return best_val
+        name = found[2]
+        k = res["students"].index(name)
+        student = self._last_cohort.students[k]
+        if any(p.is_meta for p in student.parameters()):  # another rank trained it
+            student = build_cohort(self.dataset, self.resolved).students[k]
+        student.load_state_dict(states[name])
+        export_student(student, self.output / "best_student.pt", meta={
+            "name": name, "seed": res["seed"], "dataset": self.dataset.name,
+            "val": res["members"][name]["val"], "test": res["members"][name]["test"],
+            "normalize_features": self.dataset.task == "node"
+            and self.resolved.normalize_features,
+            "distributed": self.mode,
+        })
+        return found[0]
+
     def _peak_rss_per_rank(self) -> List[float]:
         """Every rank's peak resident memory so far (MiB; ``ru_maxrss``), in rank order."""
         import resource
@@ -810,13 +834,19 @@ class DistributedTrainer:
     def run(self, resume: bool = False) -> Dict:
         """Run every seed; every rank returns the summary, rank 0 writes ``results.json``."""
         per_seed = []
+        best_val = -math.inf  # of the exported student so far
         for seed in self.config.seeds:
             done = self.output / f"seed{seed}.json" if self.output else None
             if resume and done is not None and done.exists():
-                per_seed.append(json.loads(done.read_text()))
+                res = json.loads(done.read_text())
+                per_seed.append(res)
+                best_val = max([best_val] + [res["members"][s]["val"]
+                                             for s in res.get("students", [])])
                 continue
             res = self.run_seed(seed, resume=resume)
             per_seed.append(res)
+            if self.output is not None and self.ctx.is_main:
+                best_val = self._export(res, best_val)
             if done is not None and self.ctx.is_main:
                 atomic_write_bytes(done, lambda f, r=res: f.write(json.dumps(r, indent=2)
                                                                   .encode()))
