@@ -143,8 +143,11 @@ def main() -> None:
         "dropout, student-parallel draws each student's masks from its own stream (so 1 and "
         "2 ranks agree with each other, not with the trainer's masks); full-batch "
         "data-parallel draws the trainer's masks on every rank, so its accuracies are the "
-        "trainer's. Two ranks on this machine share its 2 cores with other jobs: no "
-        "speed-up is expected.",
+        "trainer's. The mean includes the first epoch, which also loads the C++ kernels "
+        "the fused cohort uses (seconds on a busy machine); the median is the steady state. "
+        "Student-parallel on 2 ranks is as slow as its slowest rank: with 3 students rank 0 "
+        "holds two of them (GCN and GAT). Two ranks on this machine share its 2 cores with "
+        "other jobs: no speed-up is expected.",
     ]
     for r in rows:
         acc = " / ".join(f"{100 * r['members'][n]['test_mean']:.1f}" for n in names)
