@@ -313,6 +313,25 @@ def test_student_parallel_with_dropout_matches_one_rank(dist_run, tmp_path):
     assert _losses(one) == _losses(two)
 
 
+def test_data_parallel_one_rank_with_dropout_is_the_trainer(tmp_path):
+    """On one rank, data-parallel graph training draws the trainer's dropout masks."""
+    import torch.distributed as dist
+
+    from graphmutual.train.distributed import DistContext, DistributedTrainer
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        ctx = DistContext(0, 1, 0, torch.device("cpu"), "gloo", TIMEOUT)
+        cfg = config("graph", tmp_path / "one", dropout=0.5)
+        DistributedTrainer(cfg, "data", ctx, graph_dataset()).run()
+    finally:
+        dist.destroy_process_group()
+    ref, got = _state(_single(tmp_path, "graph", dropout=0.5)), _state(tmp_path / "one")
+    assert _max_diff(ref["cohort"], got["cohort"]) < 1e-6
+    for a, b in zip(_losses(ref), _losses(got), strict=True):
+        assert a == pytest.approx(b, rel=1e-6)
+
+
 @pytest.mark.parametrize("mode", ["student", "data"])
 def test_resume_continues_the_run(dist_run, mode):
     out = _ok(dist_run)

@@ -596,8 +596,10 @@ class DistributedTrainer:
         sampler = EpochShardSampler(subset, num_replicas=self.ctx.world_size,
                                     rank=self.ctx.rank, seed=seed * 100_003)
         sampler.set_epoch(epoch)
+        # a generator of its own, as the trainer's loader has: the loader's seed draw must
+        # not consume the global generator (it drives dropout)
         return DataLoader(subset, batch_size=self.batch_size // self.ctx.world_size,
-                          sampler=sampler)
+                          sampler=sampler, generator=torch.Generator().manual_seed(epoch))
 
     def _graph_epoch(self, model, cohort, opt, split, epoch, seed) -> Dict[str, float]:
         model.train()
