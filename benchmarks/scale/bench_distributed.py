@@ -88,6 +88,7 @@ def main() -> None:
                             str(out)], env)
         res = json.loads((out / "results.json").read_text())
         rss = float(stdout.split("PEAK_RSS_KIB")[1].split()[0]) / 1024
+        task = res["task"]
         rows.append(dict(config="single process (Trainer)", mode="-", ranks=1,
                          s_per_epoch=res["seconds_per_epoch_mean"], wall=wall,
                          median_s=median_epoch(out), peak_rss_mib=[round(rss, 1)],
@@ -133,9 +134,16 @@ def main() -> None:
         "| job wall clock (s) | peak RSS per rank (MiB) | " + " / ".join(names) + " test |",
         "|---|---|---|---|---|---|---|",
     ]
-    notes = [
-        "",
-        "How to read it: data-parallel on a node task still runs the whole graph's message "
+    graph_task = task == "graph"
+    notes = ["", "How to read it: " + (
+        "graph batches: data-parallel splits every batch over the ranks, so they share the "
+        "work; every configuration runs the students one by one (the fused cohort serves "
+        "node-level calls only). On one rank data-parallel draws the trainer's dropout "
+        "masks (its accuracies are the trainer's); on two ranks each rank draws the masks "
+        "of its part of the batch, and student-parallel draws each student's masks from its "
+        "own stream (1 and 2 ranks agree with each other), so those accuracies differ from "
+        "the trainer's." if graph_task else
+        "data-parallel on a node task still runs the whole graph's message "
         "passing on every rank (full batch), so 2 ranks repeat the 1-rank work and add an "
         "all-reduce; data-parallel shares real work only on graph batches (and sampled "
         "nodes). Student-parallel runs each rank's students one by one; the trainer and "
@@ -144,11 +152,10 @@ def main() -> None:
         "2 ranks agree with each other, not with the trainer's masks); full-batch "
         "data-parallel draws the trainer's masks on every rank, so its accuracies are the "
         "trainer's. The mean includes the first epoch, which also loads the C++ kernels "
-        "the fused cohort uses (seconds on a busy machine); the median is the steady state. "
-        "Student-parallel on 2 ranks is as slow as its slowest rank: with 3 students rank 0 "
-        "holds two of them (GCN and GAT). Two ranks on this machine share its 2 cores with "
-        "other jobs: no speed-up is expected.",
-    ]
+        "the fused cohort uses (seconds on a busy machine); the median is the steady state."
+    ) + " Student-parallel on 2 ranks is as slow as its slowest rank: with 3 students rank 0 "
+        "holds two of them. Two ranks on this machine share its 2 cores with other jobs: no "
+        "speed-up is expected."]
     for r in rows:
         acc = " / ".join(f"{100 * r['members'][n]['test_mean']:.1f}" for n in names)
         rss = ", ".join(f"{v:.0f}" for v in r["peak_rss_mib"])
