@@ -1,8 +1,12 @@
-"""The ``graphmutual`` command line: ``train``, ``recommend``, ``info``.
+"""The ``graphmutual`` command line: ``train``, ``datasets``, ``bench``, ``recommend``, ``info``.
 
 Every command turns bad input (unknown names, missing files, corrupt checkpoints or configs,
-invalid graphs) into one clear ``error:`` line and exit status 2, without a traceback;
-``--debug`` shows the traceback.
+invalid graphs: the package's own errors, ``ValueError`` and ``FileNotFoundError``) into one
+clear ``error:`` line and exit status 2, without a traceback.  Anything else is a bug: a
+short ``internal error`` line with a hint to rerun with ``--debug`` (exit status 1), which
+shows the traceback.  The training defaults are not restated here: options left out take
+the task defaults of :mod:`graphmutual.train.defaults`, the same a Python user gets from
+:func:`graphmutual.train.defaults_for`.
 """
 from __future__ import annotations
 
@@ -12,53 +16,117 @@ import os
 import sys
 from typing import List, Optional
 
+#: The CLI's torch thread count (one thread was the fastest for Cora-sized graphs on the
+#: 2-core reference machine; benchmarks/PROTOCOL.md).
+CLI_THREADS = 1
+
 EXAMPLES = """examples:
   graphmutual train                                   # bundled Cora, gcn,gat,gin, method gml
   graphmutual train --dataset citeseer --root ../shared/datasets --seeds 10
   graphmutual train --dataset mutag --root DATA --students gin,gcn --method dml
   graphmutual train --config run.yaml --output runs/cora --resume
+  graphmutual train --dataset proteins --root DATA --batch-size 64 --patience 30
+  graphmutual datasets --root DATA                    # names, tasks, metrics, splits
   graphmutual bench --quick                           # the CI smoke suite
   graphmutual recommend --root DATA --user 2 --top 10
   graphmutual info
 """
 
 
-def _add_train_arguments(p: argparse.ArgumentParser) -> None:
-    from graphmutual.mutual import DIVERGENCES, METHODS
+def _task_default(key: str) -> str:
+    """``"node 0.01, graph 0.001"``: the task defaults of ``key``, for ``--help``."""
+    from graphmutual.train.defaults import TASK_DEFAULTS
 
+    def fmt(v):
+        return "full batch" if v is None and key == "batch_size" else str(v)
+
+    v = {kind: fmt(getattr(d, key)) for kind, d in TASK_DEFAULTS.items()}
+    if len(set(v.values())) == 1:
+        return next(iter(v.values()))
+    parts = []
+    for task, (a, b), names in (("node", ("node", "node-raw"), ("Planetoid", "other node")),
+                                ("graph", ("graph", "ogb-mol"), ("graph", "OGB molecules"))):
+        parts += ([f"{task} {v[a]}"] if v[a] == v[b] else
+                  [f"{names[0]} {v[a]}", f"{names[1]} {v[b]}"])
+    return ", ".join(parts)
+
+
+#: ``graphmutual train`` options → :class:`~graphmutual.train.TrainConfig` keys.
+TRAIN_OPTIONS = {
+    "dataset": "dataset", "root": "root", "students": "students", "method": "method",
+    "divergence": "divergence", "temperature": "temperature", "entropy": "entropy",
+    "warmup": "warmup", "schedule": "schedule", "epochs": "epochs", "lr": "lr",
+    "hidden": "hidden", "layers": "num_layers", "dropout": "dropout",
+    "weight_decay": "weight_decay", "batch_size": "batch_size", "patience": "patience",
+    "seeds": "seeds", "device": "device", "threads": "threads",
+    "deterministic": "deterministic", "output": "output",
+}
+
+
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: given after the command it sets the flag, left out it keeps the global one
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the full traceback of an error")
+
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from graphmutual.data import available_datasets
+    from graphmutual.mutual import DIVERGENCES, METHODS
+    from graphmutual.train import TrainConfig
+
+    cfg = TrainConfig()
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default=None,
-                   help="dataset name (default: cora, the copy bundled with graphmutual)")
+    d.add_argument("--dataset", default=None, metavar="NAME",
+                   help="one of: " + ", ".join(available_datasets()) + " (default: cora, the "
+                        "copy bundled with graphmutual; `graphmutual datasets` shows each "
+                        "one's task, metric and split)")
     d.add_argument("--root", default=None,
                    help="directory holding Planetoid/, TUDataset/, ogb/, Amazon/, Coauthor/ "
-                        "(default: $GRAPHMUTUAL_DATA; bundled Cora needs none)")
+                        "(default: the data package's default root, $GRAPHMUTUAL_DATA if set; "
+                        "bundled Cora needs none)")
     m = p.add_argument_group("cohort and method")
     m.add_argument("--students", default=None,
                    help="comma-separated students: gcn, gat, gin, mlp, sage "
-                        "(default: gcn,gat,gin)")
+                        f"(default: {','.join(cfg.students)})")
     m.add_argument("--method", choices=METHODS, default=None,
                    help="independent, dml (Deep Mutual Learning) or gml (ALW + entropy "
                         "enhancement; default)")
     m.add_argument("--divergence", choices=sorted(DIVERGENCES), default=None,
                    help="mimicry divergence (default: kl; balanced for gml on Planetoid "
                         "datasets, chosen on validation)")
-    m.add_argument("--temperature", type=float, default=None, help="T (default: 1.0)")
+    m.add_argument("--temperature", type=float, default=None,
+                   help=f"T (default: {cfg.temperature})")
     m.add_argument("--entropy", type=float, default=None,
                    help="entropy-enhancement weight beta (default: the method's, gml 0.1)")
-    m.add_argument("--warmup", type=int, default=None, help="mimicry warm-up epochs")
+    m.add_argument("--warmup", type=int, default=None,
+                   help=f"mimicry warm-up epochs (default: {_task_default('warmup')})")
     m.add_argument("--schedule", choices=("simultaneous", "alternating"), default=None)
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=None,
-                   help="maximum epochs (default: 200 for node, 100 for graph tasks)")
-    t.add_argument("--lr", type=float, default=None, help="learning rate")
-    t.add_argument("--hidden", type=int, default=None, help="hidden width")
+                   help=f"maximum epochs (default: {_task_default('epochs')})")
+    t.add_argument("--lr", type=float, default=None,
+                   help=f"learning rate (default: {_task_default('lr')})")
+    t.add_argument("--hidden", type=int, default=None,
+                   help=f"hidden width (default: {_task_default('hidden')})")
+    t.add_argument("--layers", type=int, default=None,
+                   help=f"layers per student (default: {_task_default('num_layers')})")
+    t.add_argument("--dropout", type=float, default=None,
+                   help="dropout of every student (default: each student's own, GAT 0.6, "
+                        "the others 0.5)")
+    t.add_argument("--weight-decay", type=float, default=None,
+                   help=f"Adam weight decay (default: {cfg.weight_decay})")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help=f"graphs per batch (default: {_task_default('batch_size')})")
+    t.add_argument("--patience", type=int, default=None,
+                   help="stop after this many epochs without a better validation score "
+                        f"(default: {_task_default('patience')})")
     t.add_argument("--seeds", default=None,
                    help="a count (10 runs seeds 0-9, as OGB asks) or a list (0,3,7; seed 3 "
-                        "alone: 3,); default: 1")
+                        "alone: 3,); default: 1 (seed 0)")
     t.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
     t.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: 1, the fastest for graphs of Cora's size "
-                        "on a 2-core machine; raise it for large graphs)")
+                   help=f"torch CPU threads (default: {CLI_THREADS}, the fastest for graphs "
+                        "of Cora's size on a 2-core machine; raise it for large graphs)")
     t.add_argument("--deterministic", action="store_true", default=None,
                    help="use deterministic torch kernels")
     t.add_argument("--config", default=None,
@@ -77,6 +145,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --output from its checkpoints")
     o.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_debug(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,8 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_bench_arguments(bp)
-    sub.add_parser("info", help="versions, devices and available kernel backends",
-                   description="Print versions, devices and kernel backends.")
+    dp = sub.add_parser(
+        "datasets", help="the datasets: task, metric, split, and whether present under --root",
+        description="List every dataset graphmutual can load, with its task, metric, "
+                    "split protocol, and whether its files are present under --root.")
+    dp.add_argument("--root", default=None,
+                    help="dataset root to look in (default: the data package's default "
+                         "root, $GRAPHMUTUAL_DATA if set)")
+    _add_debug(dp)
+    ip = sub.add_parser("info", help="versions, devices and available kernel backends",
+                        description="Print versions, devices and kernel backends.")
+    _add_debug(ip)
     return parser
 
 
@@ -129,15 +207,11 @@ def config_from_args(args: argparse.Namespace):
     from graphmutual.train import TrainConfig, load_yaml_config
 
     values = load_yaml_config(args.config) if args.config else {}
-    for key in ("dataset", "root", "students", "method", "divergence", "temperature",
-                "entropy", "warmup", "schedule", "epochs", "lr", "hidden", "seeds",
-                "device", "threads", "deterministic", "output"):
-        v = getattr(args, key)
+    for option, key in TRAIN_OPTIONS.items():
+        v = getattr(args, option)
         if v is not None:
             values[key] = v
-    values.setdefault("threads", 1)
-    if values.get("root") is None and os.environ.get("GRAPHMUTUAL_DATA"):
-        values["root"] = os.environ["GRAPHMUTUAL_DATA"]
+    values.setdefault("threads", CLI_THREADS)
     if args.no_progress or not sys.stderr.isatty():
         values["progress"] = False
     cfg = TrainConfig.from_dict(values)
@@ -191,9 +265,54 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not main:
             return 0
     else:
-        results = Trainer(cfg).run(resume=args.resume)
+        trainer = Trainer(cfg)
+        from graphmutual.train.tasks import built_features
+
+        features = built_features(trainer.dataset)
+        if features:  # built or transformed by the package: say so before training
+            print(f"{trainer.dataset.name}: input features: {features}", flush=True)
+        results = trainer.run(resume=args.resume)
     print(format_table(results))
+    print(f"input features: {results['input_features']}")
+    for line in results["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
     print(f"results written to {os.path.join(cfg.output, 'results.json')}")
+    return 0
+
+
+def _present(name: str, root) -> bool:
+    """Whether the files of registered dataset ``name`` are under ``root``."""
+    from pathlib import Path
+
+    from graphmutual.data import DATASETS
+
+    spec = DATASETS[name]
+    if spec.family == "bundled":
+        return True
+    if spec.family in ("ogbg", "ogbn"):
+        folder = Path(root) / "ogb" / spec.source_name.replace("-", "_")
+    else:
+        folder = Path(root) / spec.family / spec.source_name
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from graphmutual.data import DATASETS, default_root
+
+    root = Path(args.root).expanduser() if args.root else default_root()
+    if args.root and not root.is_dir():
+        raise FileNotFoundError(f"dataset root {root} does not exist or is not a directory")
+    rows = [(name, spec.task, spec.metric,
+             "bundled" if spec.family == "bundled" else
+             ("yes" if _present(name, root) else "no"), spec.split)
+            for name, spec in DATASETS.items()]
+    head = ("name", "task", "metric", "present", "split")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+    print(f"dataset root: {root}")
+    for r in [head] + rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)) + "  " + r[4])
     return 0
 
 
@@ -217,7 +336,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         print("ogb              not installed")
     cuda = torch.cuda.is_available()
     print(f"cuda             {'available: ' + torch.cuda.get_device_name(0) if cuda else 'no'}")
-    print(f"data root        {os.environ.get('GRAPHMUTUAL_DATA') or '(unset: bundled Cora only)'}")
+    from graphmutual.data import default_root
+
+    print(f"data root        {default_root()}")
     try:
         from graphmutual.ops import backend
 
@@ -233,11 +354,16 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from graphmutual.train import CheckpointError
+    from graphmutual.train.distributed import DistributedError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "datasets":
+            return cmd_datasets(args)
         if args.command == "bench":
             from graphmutual.bench.cli import run as run_bench
 
@@ -250,12 +376,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError, KeyError,
-            OSError) as exc:
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
+            CheckpointError, FloatingPointError, DistributedError) as exc:
+        # bad input, a missing or unreadable file, a diverged run, a dead or hung rank of a
+        # distributed job: the package's messages
         if args.debug:
             raise
         print(f"graphmutual {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug: never dressed up as a one-line input error
+        if args.debug:
+            raise
+        print(f"graphmutual {args.command}: internal error ({type(exc).__name__}: {exc}); "
+              "this is a bug -- rerun with --debug to see the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

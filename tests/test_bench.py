@@ -536,3 +536,14 @@ def test_sweep_end_to_end_reports_validation(tmp_path, monkeypatch):
     assert variants["gml@t_min=1.0"]["config"]["t_min"] == 1.0
     md = (tmp_path / "sweep.md").read_text()
     assert "## Validation" in md and "swept t_min=0.5,1.0" in md
+
+
+def test_worker_history_columns_come_from_the_run_not_a_csv():
+    from graphmutual.bench.worker import history_columns
+
+    rows = [{"epoch": 0, "loss/total": 0.123456789, "loss/ce/gcn": 1.0, "val/gcn": 0.5},
+            {"epoch": 1, "loss/total": 0.2, "alw/tau/gcn": 1.5}]
+    cols = history_columns(rows)
+    assert list(cols) == ["epoch", "alw/tau/gcn", "loss/total", "val/gcn"]  # no loss/ce
+    assert cols["epoch"] == [0.0, 1.0] and cols["loss/total"] == [0.12346, 0.2]
+    assert math.isnan(cols["val/gcn"][1]) and math.isnan(cols["alw/tau/gcn"][0])

@@ -83,3 +83,92 @@ def test_module_entry_point_help_and_info():
     assert "torch_geometric" in r.stdout and "kernel backends" in r.stdout
     r = run_cli("train", "--dataset", "nope")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "error" in r.stderr
+
+
+def test_datasets_lists_names_tasks_and_presence(tmp_path, capsys):
+    (tmp_path / "TUDataset" / "MUTAG" / "raw").mkdir(parents=True)
+    (tmp_path / "TUDataset" / "MUTAG" / "raw" / "MUTAG_A.txt").write_text("1, 2\n")
+    assert main(["datasets", "--root", str(tmp_path)]) == 0
+    lines = {line.split()[0]: line.split()[1:5] for line in
+             capsys.readouterr().out.splitlines()[2:]}
+    assert lines["mutag"] == ["graph", "accuracy", "yes", "stratified"]
+    assert lines["proteins"][2] == "no" and lines["cora-bundled"][2] == "bundled"
+    assert lines["ogbg-molhiv"][:3] == ["graph", "rocauc", "no"]
+    assert main(["datasets", "--root", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_help_lists_datasets_and_the_common_flags(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name in ("cora", "ogbg-molhiv", "imdb-binary", "coauthor-cs"):
+        assert name in text
+    for flag in ("--batch-size", "--patience", "--layers", "--dropout", "--weight-decay",
+                 "--debug"):
+        assert flag in text
+    # the help quotes the task defaults object, not a copy of its values
+    assert "learning rate (default: node 0.01, graph 0.001)" in text
+
+
+def test_training_flags_reach_the_resolved_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "3", "--students", "gcn,mlp", "--layers", "3",
+                 "--dropout", "0.2", "--weight-decay", "0", "--patience", "1",
+                 "--output", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    res = json.loads((out / "results.json").read_text())
+    r = res["resolved"]
+    assert (r["num_layers"], r["dropout"], r["weight_decay"], r["patience"],
+            r["batch_size"]) == (3, 0.2, 0.0, 1, None)  # Cora trains full-batch
+    assert r["lr"] == 0.01 and r["divergence"] == "balanced" and r["warmup"] == 50
+    assert res["input_features"] == "the dataset's node features, row-normalised"
+    assert "input features: the dataset's node features, row-normalised" in text
+    assert res["warnings"] == []  # 3 epochs are too few to judge
+
+
+def test_bugs_are_not_dressed_up_as_input_errors(monkeypatch, tmp_path, capsys):
+    import graphmutual.cli as cli
+
+    def buggy(args):
+        raise KeyError("x")
+
+    monkeypatch.setattr(cli, "cmd_train", buggy)
+    assert main(["train"]) == 1
+    err = capsys.readouterr().err
+    assert "internal error (KeyError: 'x')" in err and "--debug" in err
+    with pytest.raises(KeyError):
+        main(["train", "--debug"])
+    with pytest.raises(KeyError):
+        main(["--debug", "train"])
+
+
+def test_resume_with_other_students_or_foreign_checkpoint_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--epochs", "2", "--output", str(out), "--no-progress"]
+    assert main([*base, "--students", "gcn,mlp"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--students", "gcn,gat", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "seed0.json" in err and "students" in err
+    (out / "seed0.json").unlink()
+    assert main([*base, "--students", "gcn,gat", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "seed0.pt" in err and "another configuration" in err
+    assert "Traceback" not in err and "Missing key" not in err
+
+
+def test_featureless_graphs_say_which_input_features_were_used(tmp_dataset_copy, tmp_path,
+                                                               capsys):
+    root = tmp_dataset_copy("TUDataset/IMDB-BINARY")
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "imdb-binary", "--root", str(root), "--epochs", "1",
+                 "--students", "gcn,mlp", "--hidden", "8", "--output", str(out),
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    first = text.splitlines()[0]  # said before training starts
+    assert first.startswith("imdb-binary: input features: ") and "one-hot degree (0.." in first
+    res = json.loads((out / "results.json").read_text())
+    assert first.endswith(res["input_features"])
+    assert f"input features: {res['input_features']}" in text  # and after the table

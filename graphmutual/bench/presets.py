@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from graphmutual.data import canonical_name
 from graphmutual.mutual import DIVERGENCES
+from graphmutual.train import TrainConfig
 
 #: Node-classification presets (``--datasets node``).
 NODE_PRESETS = ("cora", "citeseer", "amazon-photo", "coauthor-cs")
@@ -14,7 +15,8 @@ GRAPH_PRESETS = ("mutag", "proteins", "enzymes", "ogbg-molbace", "ogbg-molbbbp",
 #: ``--quick``: the small datasets, a few epochs, one seed.
 QUICK_DATASETS = ("cora", "mutag")
 QUICK_EPOCHS = 5
-DEFAULT_STUDENTS = ("gcn", "gat", "gin")
+#: The cohort of a suite run: ``graphmutual train``'s (``TrainConfig().students``).
+DEFAULT_STUDENTS = tuple(TrainConfig().students)
 MAIN_METHODS = ("independent", "dml", "gml")
 
 

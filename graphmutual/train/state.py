@@ -103,9 +103,9 @@ class TrainState:
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(
-                f"checkpoint '{path}' was written for another cohort or configuration "
-                f"({first[:160]}); resume with the settings of that run, or delete the "
-                "checkpoint to start over") from None
+                f"checkpoint '{path}' was written for another configuration of the cohort "
+                f"({first[:160]}); resume with the settings of that run (same students, "
+                "hidden width, layers), or delete it to start over") from None
         self.history = list(state["history"])
         self.train_seconds = list(state["train_seconds"])
         self.epoch = int(state["epoch"])

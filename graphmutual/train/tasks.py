@@ -124,13 +124,17 @@ class TrainingTask(ABC):
     @property
     def input_features(self) -> str:
         """A one-line description of the node features the cohort is given."""
-        built = getattr(self.dataset, "input_features", None)
-        return built or "the dataset's node features"
+        return input_features(self.dataset, self.config)
 
     def setup(self, seed: int) -> None:
         """Prepare the split of ``seed`` (called before the first epoch of every seed)."""
         self.seed = seed
         self.split = self.dataset.split(seed)
+
+    def val_labels(self) -> Optional[Tensor]:
+        """The labels of the validation part of the split (for the chance level of
+        :mod:`graphmutual.train.health`); ``None`` when the task cannot tell."""
+        return None
 
     @abstractmethod
     def train_epoch(self, cohort: MutualEnsemble, optimizer: torch.optim.Optimizer,
@@ -165,16 +169,14 @@ class FullBatchNodeTask(TrainingTask):
         super().__init__(dataset, config, device)
         self.data = dataset.data.to(self.device)
 
-    @property
-    def input_features(self) -> str:
-        base = super().input_features
-        return f"{base}, row-normalised" if self.config.normalize_features else base
-
     def setup(self, seed: int) -> None:
         super().setup(seed)
         s = self.split
         self.split = Split(s.train.to(self.device), s.val.to(self.device),
                            s.test.to(self.device), s.description)
+
+    def val_labels(self):
+        return self.data.y[self.split.val].cpu()
 
     def train_epoch(self, cohort, optimizer, epoch):
         cohort.train()
@@ -254,6 +256,9 @@ class GraphBatchTask(TrainingTask):
         batches = [torch.cat([a, b]).tolist() for a, b in zip(lab, unl)]
         return DataLoader(graphs, batch_sampler=batches)
 
+    def val_labels(self):
+        return torch.cat([b.y.reshape(-1) for b in self._loader(self.split.val, False)])
+
     def train_epoch(self, cohort, optimizer, epoch):
         cohort.train()
         cohort.set_epoch(epoch)
@@ -297,6 +302,31 @@ class GraphBatchTask(TrainingTask):
                 scores.setdefault(name, {})[part] = score(torch.cat(ps), y, ds.metric,
                                                           ds.ogb_name)
         return Evaluation(scores, stats)
+
+
+def built_features(dataset: GraphDataset) -> Optional[str]:
+    """How the data package built or transformed ``dataset``'s node features (e.g. one-hot
+    degrees for a graph dataset without any), or ``None`` when they are the raw ones.
+
+    Read from ``dataset.input_features`` when the dataset has that field (``"raw..."``
+    means the dataset's own features), else from the loader's ``notes`` when they
+    describe ``x``.
+    """
+    described = getattr(dataset, "input_features", None)
+    if described is not None:
+        return None if str(described).startswith("raw") else str(described)
+    notes = dataset.notes or ""
+    return notes if notes.startswith("x =") or "node features" in notes else None
+
+
+def input_features(dataset: GraphDataset, config: ResolvedConfig) -> str:
+    """In words, the node features a run with ``config`` gives the students: what the data
+    package built (:func:`built_features`) or the dataset's own, row-normalised on node
+    tasks with ``config.normalize_features``."""
+    base = built_features(dataset) or "the dataset's node features"
+    if dataset.task == "node" and config.normalize_features:
+        return f"{base}, row-normalised"
+    return base
 
 
 def normalized_features(dataset: GraphDataset) -> GraphDataset:

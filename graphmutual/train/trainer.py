@@ -13,6 +13,7 @@ CPU.  Across seeds the validation-best student is exported to ``best_student.pt`
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,16 +31,20 @@ from graphmutual.train.cohort import build_cohort
 from graphmutual.train.config import TrainConfig
 from graphmutual.train.defaults import ResolvedConfig, resolve_config
 from graphmutual.train.export import export_student
+from graphmutual.train.health import chance_level, never_learned
 from graphmutual.train.state import TrainState, seed_everything
 from graphmutual.train.tasks import (
     ENSEMBLE,
     ENSEMBLE_ALW,
     TrainingTask,
+    input_features,
     make_task,
     members,
     normalized_features,
 )
 from graphmutual.train.tracker import Best, BestTracker
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ENSEMBLE", "ENSEMBLE_ALW", "Best", "SeedRun", "Trainer", "normalized_features",
            "resolve_device", "seed_everything", "summarize"]
@@ -182,7 +187,7 @@ class Trainer:
         bar.close()
 
         spe = state.train_seconds
-        result = {
+        result: Dict[str, Any] = {
             "seed": seed,
             "split": task.split.description,
             "epochs_run": len(state.history),
@@ -191,6 +196,11 @@ class Trainer:
             "students": list(cohort.names),
             "settings": self._settings(),
         }
+        chance = chance_level(self.dataset.metric, task.val_labels())
+        result["warnings"] = never_learned(cohort.names, result, state.history,
+                                           self.dataset.num_classes, chance)
+        for line in result["warnings"]:
+            log.warning("%s: %s", self.dataset.name, line)
         if self.output is not None:
             self._write_history(seed, state.history)
         return SeedRun(result, cohort, tracker, state.history)
@@ -219,6 +229,20 @@ class Trainer:
         skip = ("root", "seeds", "device", "threads", "checkpoint_every", "output",
                 "progress")
         return {k: v for k, v in self.resolved.to_dict().items() if k not in skip}
+
+    def _check_interrupted_seeds(self) -> None:
+        """Before any work on ``resume``: every checkpoint of a seed not yet finished must
+        fit this run's cohort (a clear :class:`~graphmutual.train.CheckpointError` naming
+        the file otherwise, rather than one after the finished seeds were read)."""
+        if self.output is None:
+            return
+        for seed in self.resolved.seeds:
+            ckpt = self._checkpoint_path(seed)
+            if not (self.output / f"seed{seed}.json").exists() and ckpt.exists():
+                cohort = build_cohort(self.dataset, self.resolved).to(self.device)
+                opt = torch.optim.Adam(cohort.parameters(), lr=self.resolved.lr)
+                TrainState(BestTracker(members(cohort), self.resolved.patience)).restore(
+                    ckpt, cohort, opt)
 
     def _finished_seed(self, path: Path) -> Dict[str, Any]:
         """A finished seed's ``seed{N}.json``, checked against this run's settings."""
@@ -258,6 +282,8 @@ class Trainer:
         seeds (the earliest seed wins a tie); with ``resume=True`` the seeds finished before
         the interruption take part in that choice through their ``seed{N}.json``.
         """
+        if resume:
+            self._check_interrupted_seeds()
         per_seed = []
         best_val = -math.inf  # of the exported student so far
         for seed in self.resolved.seeds:
@@ -279,6 +305,7 @@ class Trainer:
             atomic_write_bytes(done, lambda f, r=res: f.write(json.dumps(r, indent=2)
                                                               .encode()))
         results = summarize(per_seed, self.config, self.dataset)
+        results["input_features"] = self.task.input_features  # the task's own words
         if self.output is not None:
             atomic_write_bytes(self.output / "results.json",
                                lambda f: f.write(json.dumps(results, indent=2).encode()))
@@ -295,7 +322,14 @@ def _best_student_val(result: Dict[str, Any]) -> float:
 
 
 def summarize(per_seed: List[Dict], config: TrainConfig, dataset: GraphDataset) -> Dict:
-    """Collect per-seed results into ``results.json``'s layout."""
+    """Collect per-seed results into ``results.json``'s layout.
+
+    Besides the per-member scores it records the configuration as given (``config``) and as
+    resolved for ``dataset`` (``resolved``), the input features the students saw, and the
+    warnings of students that never learned (:mod:`graphmutual.train.health`).
+    """
+    resolved = (config if isinstance(config, ResolvedConfig)
+                else resolve_config(config, dataset))
     members: Dict[str, Dict[str, List]] = {}
     for res in per_seed:
         for m, b in res["members"].items():
@@ -316,8 +350,12 @@ def summarize(per_seed: List[Dict], config: TrainConfig, dataset: GraphDataset) 
         "seeds": [r["seed"] for r in per_seed],
         "splits": [r["split"] for r in per_seed],
         "config": config.to_dict(),
+        "resolved": resolved.to_dict(),
+        "input_features": input_features(dataset, resolved),
         "members": members,
         "seconds_per_epoch": spe,
         "seconds_per_epoch_mean": float(np.mean(spe)) if spe else 0.0,
         "epochs_run": [r["epochs_run"] for r in per_seed],
+        # students that showed no sign of learning (graphmutual.train.health)
+        "warnings": [w for r in per_seed for w in r.get("warnings", [])],
     }
