@@ -47,8 +47,10 @@ with a :class:`DistributedError`, not a hang.
 
 Launch (2 processes on one machine)::
 
-    torchrun --standalone --nproc-per-node 2 -m graphmutual.train.distributed \
-        --mode student --dataset cora --students gcn,gat --output runs/dist
+    torchrun --standalone --nproc-per-node 2 -m graphmutual train --distributed student \
+        --dataset cora --students gcn,gat --output runs/dist
+
+(or ``-m graphmutual.train.distributed --mode student ...``, this module's entry point).
 """
 from __future__ import annotations
 
