@@ -246,6 +246,7 @@ def test_student_parallel_matches_single_process(dist_run, tmp_path, task):
     assert len(res["distributed"]["peak_rss_mib"]) == 2
     ref_res = json.loads((tmp_path / task / "results.json").read_text())
     assert res["members"] == ref_res["members"]
+    assert res["warnings"] == ref_res["warnings"]
     # rank 0 exports the validation-best student, even one another rank trained
     from graphmutual.train import load_checkpoint
 

@@ -79,6 +79,7 @@ from graphmutual.train.cohort import build_cohort
 from graphmutual.train.config import TrainConfig
 from graphmutual.train.defaults import resolve_config
 from graphmutual.train.export import export_student
+from graphmutual.train.health import chance_level, never_learned
 from graphmutual.train.metrics import evaluate
 from graphmutual.train.state import rng_state, seed_everything, set_rng_state
 from graphmutual.train.tasks import member_probs, members
@@ -768,6 +769,13 @@ class DistributedTrainer:
             "distributed": {"mode": self.mode, "world_size": ctx.world_size,
                             "backend": ctx.backend},
         }
+        try:  # the validation labels, for the chance level of the health check
+            y_val = (data.y[split.val] if data is not None
+                     else self.dataset.data[split.val].y)
+        except (AttributeError, IndexError, TypeError):
+            y_val = None
+        result["warnings"] = never_learned(cohort.names, result, history, ds.num_classes,
+                                           chance_level(ds.metric, y_val))
         self.history = history
         if self.output is not None and ctx.is_main:
             self._write_history(seed, history)
