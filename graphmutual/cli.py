@@ -1,11 +1,12 @@
 """The ``graphmutual`` command line: ``train``, ``datasets``, ``bench``, ``recommend``, ``info``.
 
 Every command turns bad input (unknown names, missing files, corrupt checkpoints or configs,
-invalid graphs: the package's own errors, ``ValueError`` and ``FileNotFoundError``) into one
-clear ``error:`` line and exit status 2, without a traceback.  Anything else is a bug: a
-short ``internal error`` line with a hint to rerun with ``--debug`` (exit status 1), which
-shows the traceback.  The training defaults are not restated here: options left out take
-the task defaults of :mod:`graphmutual.train.defaults`, the same a Python user gets from
+invalid graphs: the package's own errors, ``ValueError`` and ``OSError`` such as
+``FileNotFoundError``) into one clear ``error:`` line and exit status 2, without a
+traceback.  Anything else is a bug: a short ``internal error`` line with a hint to rerun
+with ``--debug`` (exit status 1), which shows the traceback.  The training defaults are not
+restated here: options left out take the task defaults of
+:mod:`graphmutual.train.defaults`, the same a Python user gets from
 :func:`graphmutual.train.defaults_for`.
 """
 from __future__ import annotations
@@ -376,9 +377,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
-            CheckpointError, FloatingPointError, DistributedError) as exc:
-        # bad input, a missing or unreadable file, a diverged run, a dead or hung rank of a
+    except (ValueError, OSError, CheckpointError, FloatingPointError,
+            DistributedError) as exc:
+        # bad input, a missing, unreadable or unwritable file (OSError: FileNotFoundError,
+        # PermissionError, a full disk...), a diverged run, a dead or hung rank of a
         # distributed job: the package's messages
         if args.debug:
             raise

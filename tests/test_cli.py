@@ -172,3 +172,12 @@ def test_featureless_graphs_say_which_input_features_were_used(tmp_dataset_copy,
     res = json.loads((out / "results.json").read_text())
     assert first.endswith(res["input_features"])
     assert f"input features: {res['input_features']}" in text  # and after the table
+
+
+def test_an_unwritable_output_is_an_input_error_not_a_bug(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = main(["train", "--epochs", "1", "--students", "gcn,mlp", "--no-progress",
+                 "--output", str(blocker / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "error:" in err and "internal error" not in err
