@@ -136,6 +136,9 @@ def _worker(out: Path) -> int:
     group = dist.new_group(timeout=timedelta(seconds=HANG_TIMEOUT))
     torch.manual_seed(0)
     sp = StudentParallel(build_cohort(data["node"], config("node", out)), group=group)
+    (out / f"placement{ctx.rank}.json").write_text(json.dumps({
+        "local": sp.local, "trainable": len(sp.local_parameters()),
+        "meta": [all(p.is_meta for p in s.parameters()) for s in sp.cohort.students]}))
     if ctx.rank == 1:
         time.sleep(HANG_TIMEOUT + 3)
     t0 = time.time()
@@ -349,6 +352,15 @@ def test_dead_rank_ends_the_job_with_a_clear_error(dist_run):
     assert "rank 0/2" in err["message"] and "another rank probably died" in err["message"]
     assert err["time"] - died < TIMEOUT + 5
     assert not (out / "killed" / "results.json").exists()
+
+
+def test_student_parallel_keeps_only_local_students(dist_run):
+    """Rank 0 holds students 0-1, rank 1 student 2; the others' weights are released."""
+    out = _ok(dist_run)
+    p0, p1 = (json.loads((out / f"placement{r}.json").read_text()) for r in range(WORLD))
+    assert (p0["local"], p0["meta"]) == ([0, 1], [False, False, True])
+    assert (p1["local"], p1["meta"]) == ([2], [True, True, False])
+    assert p0["trainable"] > p1["trainable"] > 0
 
 
 def test_hung_rank_times_out_with_a_clear_error(dist_run):
