@@ -138,6 +138,13 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="use deterministic torch kernels")
     t.add_argument("--config", default=None,
                    help="YAML file of settings (command-line options override it)")
+    t.add_argument("--distributed", choices=("data", "student"), default=None,
+                   help="train on the processes torchrun started: data-parallel (each rank "
+                        "a shard of the samples) or student-parallel (each rank some of the "
+                        "students); see the 'Distributed training' docs page")
+    t.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                   help="with --distributed: how long a collective waits for the other "
+                        "ranks before the job ends with an error (default: 300)")
     o = p.add_argument_group("output")
     o.add_argument("--output", default=None,
                    help="directory for results.json, per-seed logs, checkpoints and "
@@ -250,13 +257,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    trainer = Trainer(cfg)
-    from graphmutual.train.tasks import built_features
+    from graphmutual.train import distributed
 
-    features = built_features(trainer.dataset)
-    if features:  # built or transformed by the package: say so before training
-        print(f"{trainer.dataset.name}: input features: {features}", flush=True)
-    results = trainer.run(resume=args.resume)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if args.distributed is None and distributed.launched_by_torchrun() and world > 1:
+        raise ValueError(f"torchrun started {world} processes, but --distributed is not set: "
+                         "add --distributed data or --distributed student")
+    if args.distributed is not None:
+        results = distributed.run_distributed(
+            cfg, args.distributed, resume=args.resume,
+            timeout=args.dist_timeout or distributed.DEFAULT_TIMEOUT)
+        main = distributed.is_main_process()
+        distributed.finish()
+        if not main:
+            return 0
+    else:
+        trainer = Trainer(cfg)
+        from graphmutual.train.tasks import built_features
+
+        features = built_features(trainer.dataset)
+        if features:  # built or transformed by the package: say so before training
+            print(f"{trainer.dataset.name}: input features: {features}", flush=True)
+        results = trainer.run(resume=args.resume)
     print(format_table(results))
     print(f"input features: {results['input_features']}")
     for line in results["warnings"]:
@@ -340,6 +362,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from graphmutual.train import CheckpointError
+    from graphmutual.train.distributed import DistributedError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -360,9 +383,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, CheckpointError, FloatingPointError) as exc:
+    except (ValueError, OSError, CheckpointError, FloatingPointError,
+            DistributedError) as exc:
         # bad input, a missing, unreadable or unwritable file (OSError: FileNotFoundError,
-        # PermissionError, a full disk...), a diverged run: the package's messages
+        # PermissionError, a full disk...), a diverged run, a dead or hung rank of a
+        # distributed job: the package's messages
         if args.debug:
             raise
         print(f"graphmutual {args.command}: error: {exc}", file=sys.stderr)
