@@ -321,8 +321,8 @@ def ext():
         sys.path.remove(str(DOCS))
 
 
-def test_six_tutorials():
-    assert len(TUTORIALS) == 6, [p.name for p in TUTORIALS]
+def test_seven_tutorials():
+    assert len(TUTORIALS) == 7, [p.name for p in TUTORIALS]
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)

@@ -362,10 +362,9 @@ def test_a_task_plugs_into_the_loop_through_the_small_interface(tmp_path):
 def test_resumed_multi_seed_run_exports_the_validation_best_student(tmp_path, monkeypatch):
     """Issue 18 #2: killed during the second seed and resumed, the export must still be the
     first seed's student when it has the better validation score (seed 2 beats seed 0 on
-    validation here: 0.768 vs 0.684 for GCN), exactly as in the uninterrupted run."""
+    validation here; the premise is asserted), exactly as in the uninterrupted run."""
     kw = dict(seeds=[2, 0], epochs=12)
-    full = Trainer(small_config(tmp_path / "a", **kw))
-    full.run()
+    uninterrupted = Trainer(small_config(tmp_path / "a", **kw)).run()
     expected = torch.load(tmp_path / "a" / "run" / "best_student.pt", weights_only=True)
     assert expected["meta"]["seed"] == 2  # the premise: the first seed wins
 
@@ -389,7 +388,7 @@ def test_resumed_multi_seed_run_exports_the_validation_best_student(tmp_path, mo
     assert got["state_dict"].keys() == expected["state_dict"].keys()
     for k, v in expected["state_dict"].items():
         assert torch.equal(got["state_dict"][k], v), k
-    assert resumed["members"]["gcn"]["val"] == pytest.approx([0.768, 0.684], abs=1e-6)
+    assert resumed["members"] == uninterrupted["members"]
 
 
 def test_resume_refuses_other_settings_and_foreign_checkpoints(tmp_path):

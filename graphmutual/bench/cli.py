@@ -38,14 +38,12 @@ methods: main = independent,dml,gml; ablations = {', '.join(v for v in VARIANTS
 examples:
   graphmutual bench --quick                           # CI smoke test: cora + mutag, 5 epochs
   graphmutual bench --root ../shared/datasets --datasets cora,citeseer --name node
-  graphmutual bench --root DATA --datasets cora --name node-cora \\
-      --output benchmarks/results/bench    # into a checkout's tables (default: ./runs/bench)
+  graphmutual bench --root DATA --datasets cora --output benchmarks/results/bench  # in a checkout
   graphmutual bench --root DATA --datasets cora --methods ablations --name ablation-cora
   graphmutual bench --root DATA --datasets mutag --students gcn,gat,gin,mlp --seeds 5
   graphmutual bench --root DATA --datasets citeseer --methods gml --set t_min=1.0
   graphmutual bench --root DATA --datasets coauthor-cs --seeds 3,4,5   # seeds 3-5; '3' = 0-2
-  graphmutual bench --root DATA --datasets cora,citeseer --methods gml --seeds 5 \\
-      --sweep t_min=0.5,0.75,1.0 --name tuning-tmin   # choose on the validation table
+  graphmutual bench --root DATA --datasets cora,citeseer --methods gml --sweep t_min=0.5,1.0
   graphmutual bench --name node --aggregate-only      # re-make tables/plots from the cache
 
 Without --output everything goes to ./runs/bench (./runs/bench-quick with --quick) under the

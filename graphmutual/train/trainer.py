@@ -273,7 +273,7 @@ class Trainer:
             "name": name, "seed": res["seed"], "dataset": self.dataset.name,
             "val": res["members"][name]["val"], "test": res["members"][name]["test"],
             "normalize_features": self.normalize_features,
-            "input_features": getattr(self.dataset, "input_features", None),
+            "input_features": self.task.input_features,
         }, preprocess=preprocess_steps(self.dataset, self.normalize_features))
 
     def run(self, resume: bool = False) -> Dict:
