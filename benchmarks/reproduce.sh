@@ -148,3 +148,24 @@ $BENCH --root "$DATA" --datasets ogbg-molbace --methods ablations --seeds 3 --ep
 
 # Full suite as the issue asks for (not run on the 2-core benchmark machine):
 # $BENCH --root "$DATA" --datasets all --methods all --seeds 10 --name full --jobs 4
+
+# (4) speed of a graph-level cohort (issue 17 section 3): molhiv training batches of a
+#     plain-PyG GIN, three plain models in sequence and the GML cohort, fused and unfused
+python benchmarks/speed/bench_graph_cohort.py --root "$DATA" --batches 100 \
+    --variants plain_gin,plain_seq3,cohort,cohort_unfused,cohort_foreach,plain_gin_fastcollate,cohort_fast
+
+# (5) scale (issue 19): sampled vs full-batch cohorts on SBM graphs, our sampler against
+#     torch-sparse's (built alone, see the script), sampled vs full-batch accuracy, and
+#     1 vs 2 processes (data- and student-parallel)
+#     (scale_epoch.md lists its two further sampled sweeps, 680k nodes and products size,
+#     and the merge command that joins them)
+python benchmarks/scale/bench_scale.py sweep --sizes 10000,42000,170000 --epochs 3 --steps 20 \
+    --out benchmarks/results/scale_epoch
+python benchmarks/scale/bench_sampler.py --torch-sparse-standalone /tmp/sampler_tss \
+    --out benchmarks/results/scale_sampler
+python benchmarks/scale/bench_accuracy.py --dataset cora --seeds 0,1,2 \
+    --out benchmarks/results/scale_accuracy_cora
+python benchmarks/scale/bench_distributed.py --dataset cora --epochs 30 \
+    --out benchmarks/results/scale_distributed
+python benchmarks/scale/bench_distributed.py --dataset mutag --root "$DATA" --epochs 20 \
+    --out benchmarks/results/scale_distributed_mutag
