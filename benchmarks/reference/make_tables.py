@@ -96,7 +96,8 @@ def main(argv=None) -> int:
         print(row(label, graphmutual_values(pattern, member or "gin")))
     for spec in args.bench:
         label, rest = spec.split("=", 1)
-        path, dataset, method, member = rest.split("@")
+        parts = rest.split("@")  # the bench's variant names may hold "@" themselves
+        path, dataset, method, member = parts[0], parts[1], "@".join(parts[2:-1]), parts[-1]
         print(row(label, bench_values(path, dataset, method, member)))
     for spec in args.anchor:
         label, text = spec.split("=", 1)
