@@ -61,10 +61,10 @@ def fmt(values: List[float]) -> str:
     return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
 
 
-def row(label: str, vals: Dict[int, Tuple[float, float, int, float]]) -> str:
+def _row(label: str, vals: Dict[int, Tuple[float, float, int, float]]) -> str:
     seeds = sorted(vals)
     if not seeds:
-        return f"| {label} | 0 | – | – | – | – | – |"
+        return f"| {label} | 0 | – | – | – | – |"
     val = [vals[s][0] for s in seeds]
     test = [vals[s][1] for s in seeds]
     epochs = [vals[s][2] for s in seeds if vals[s][2] >= 0]
@@ -84,7 +84,16 @@ def main(argv=None) -> int:
     p.add_argument("--bench", action="append", default=[],
                    metavar="LABEL=JSON@dataset@method@member")
     p.add_argument("--anchor", action="append", default=[], metavar="LABEL=TEXT")
+    p.add_argument("--only-seeds", default=None,
+                   help="keep only these seeds/folds in every row (e.g. 0,1,2)")
     args = p.parse_args(argv)
+    keep = {int(s) for s in args.only_seeds.split(",")} if args.only_seeds else None
+
+    def row(label, vals):
+        if keep is not None:
+            vals = {s: v for s, v in vals.items() if s in keep}
+        return _row(label, vals)
+
     print("| run | seeds/folds | validation | test | mean best epoch | s/epoch (train) |")
     print("|---|---|---|---|---|---|")
     for spec in args.ref:
