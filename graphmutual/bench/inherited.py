@@ -44,7 +44,7 @@ BASELINE_CONFIG: Dict[str, Any] = {
     "entropy": None, "entropy_mode": "penalty", "weighting": None, "t_min": 0.75,
     "t_max": 4.0, "schedule": "simultaneous", "renyi_alpha": 0.5, "balance": 0.5,
     "epochs": None, "lr": None, "weight_decay": 5e-4, "hidden": None, "num_layers": None,
-    "dropout": None, "gin_norm": None, "pool": None, "edge_features": False,
+    "dropout": None, "gat_dropout": None, "gin_norm": None, "pool": None, "edge_features": False,
     "transductive": False, "batch_size": None, "fanout": None, "patience": None,
     "normalize_features": None, "deterministic": False,
 }

@@ -110,6 +110,17 @@ def _edge_encoder(dataset: GraphDataset, width: int, hidden: int) -> nn.Module:
     return nn.Linear(width, hidden)
 
 
+def _student_kwargs(config: ResolvedConfig) -> Dict[str, Dict[str, Any]]:
+    """Per-student constructor arguments that come from the task defaults: GIN's
+    normalisation and, on graph tasks, GAT's dropout (``config.dropout`` still wins)."""
+    kwargs: Dict[str, Dict[str, Any]] = {}
+    if config.gin_norm != "none":
+        kwargs["gin"] = {"norm": config.gin_norm}
+    if config.gat_dropout is not None:
+        kwargs["gat"] = {"dropout": config.gat_dropout}
+    return kwargs
+
+
 def build_cohort(dataset: GraphDataset,
                  config: Union[ResolvedConfig, Any]) -> MutualEnsemble:
     """A :class:`~graphmutual.MutualEnsemble` for ``dataset`` as ``config`` describes it
@@ -119,8 +130,7 @@ def build_cohort(dataset: GraphDataset,
         config = resolve_config(config, dataset)
     students = build_students(
         dataset, list(config.students), config.hidden, config.num_layers, config.dropout,
-        student_kwargs=({"gin": {"norm": config.gin_norm}} if config.gin_norm != "none"
-                        else None),
+        student_kwargs=_student_kwargs(config),
         pool=config.pool,
         edge_features=config.edge_features,
     )

@@ -28,24 +28,28 @@ class TrainConfig:
     """Everything a :class:`~graphmutual.train.Trainer` run needs.
 
     ``None`` for ``divergence``, ``lr``, ``epochs``, ``hidden``, ``num_layers``,
-    ``batch_size``, ``patience``, ``warmup``, ``normalize_features``, ``gin_norm`` and
-    ``pool`` means "the task's default", and ``None`` for ``weighting`` and ``entropy``
+    ``batch_size``, ``patience``, ``warmup``, ``normalize_features``, ``gin_norm``,
+    ``gat_dropout`` and ``pool`` means "the task's default", and ``None`` for ``weighting``
+    and ``entropy``
     "the method's preset": :func:`~graphmutual.train.defaults.resolve_config` resolves a
     config once into a frozen :class:`~graphmutual.train.defaults.ResolvedConfig`, and
     :func:`~graphmutual.train.defaults_for` shows the defaults of a dataset (the table and
     the evidence for each are in :mod:`graphmutual.train.defaults`).  In short: node tasks
     lr 0.01, 200 epochs, hidden 64, 2 layers, patience 100, a 50-epoch mimicry warm-up
     and, on Planetoid datasets, row-normalised features and, for GML, the balanced
-    forward/reverse KL divergence; graph tasks lr 0.001, 100 epochs, hidden 64 (256 and 5
-    layers for OGB molecules), 3 layers, batch 32, patience 50, a 10-epoch warm-up.
-    ``gin_norm`` is the normalisation between a GIN student's layers: ``"none"`` or
-    ``"batch_norm"`` (batch norm on raw-feature node datasets).  ``pool`` (graph tasks
-    only) is the readout of every graph student: ``"mean"`` (default), ``"add"`` (=
-    ``"sum"``, Xu et al.'s choice for GIN) or ``"max"``.  ``dropout`` ``None`` keeps each
-    student's own default (GAT 0.6, the others 0.5).  ``edge_features`` (graph
-    tasks with ``edge_attr`` only; off by default) lets the GAT and GIN students read the
-    edge features: OGB bond features through OGB's ``BondEncoder`` (GIN becomes GINE, as in
-    the OGB molecule examples), float edge features through a linear layer.
+    forward/reverse KL divergence; graph tasks lr 0.001, 100 epochs (50 for OGB molecules), hidden
+    64, 3 layers, batch 32, patience 50, a 10-epoch warm-up, batch norm in GIN and dropout
+    0.1 in GAT.  ``gin_norm`` is the normalisation between a GIN student's layers:
+    ``"none"`` or ``"batch_norm"`` (batch norm on raw-feature node datasets and graph
+    tasks).  ``gat_dropout`` is the GAT students' dropout (features and attention) when
+    ``dropout`` is ``None``: ``None`` on node tasks keeps PyG's 0.6, 0.1 on graph tasks.
+    ``pool`` (graph tasks only) is the readout of every graph student: ``"mean"``
+    (default), ``"add"`` (= ``"sum"``, Xu et al.'s choice for GIN) or ``"max"``.
+    ``dropout`` ``None`` keeps each student's own default (GAT 0.6, the others 0.5).
+    ``edge_features`` (graph tasks with ``edge_attr`` only; off by default) lets the GAT and
+    GIN students read the edge features: OGB bond features through OGB's ``BondEncoder``
+    (GIN becomes GINE, as in the OGB molecule examples), float edge features through a
+    linear layer.
     ``threads`` is applied by the command line (``graphmutual train`` and the bench
     workers own their process); in your own script call ``torch.set_num_threads``.
     ``transductive`` (graph tasks with mimicry only; off by default) lets the peers also
@@ -78,6 +82,7 @@ class TrainConfig:
     num_layers: Optional[int] = None
     dropout: Optional[float] = None
     gin_norm: Optional[str] = None
+    gat_dropout: Optional[float] = None
     pool: Optional[str] = None
     edge_features: bool = False
     transductive: bool = False
@@ -118,6 +123,8 @@ class TrainConfig:
             raise ConfigError("weight_decay and mimic_weight must be >= 0")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must lie in [0, 1) (got {self.dropout})")
+        if self.gat_dropout is not None and not 0.0 <= self.gat_dropout < 1.0:
+            raise ConfigError(f"gat_dropout must be in [0, 1) (got {self.gat_dropout!r})")
         if self.gin_norm is not None and self.gin_norm not in GIN_NORMS:
             raise ConfigError(f"gin_norm must be one of {GIN_NORMS} (got {self.gin_norm!r})")
         if self.pool is not None and self.pool not in POOLS:
