@@ -169,8 +169,15 @@ def test_baseline_defaults_cover_every_result_field():
     assert set(inherited.BASELINE_TASK) == set(defaults.TASK_DEFAULTS)
     spec = expand_suite(["ogbg-molbace"], ["gml"], ["gcn", "gin"], [0])[0]
     settings = inherited.inherited_settings(spec)
-    assert settings["hidden"] == 256 and settings["weighting"] == "adaptive"
+    assert settings["hidden"] == 64 and settings["weighting"] == "adaptive"
+    assert settings["gin_norm"] == "batch_norm" and settings["gat_dropout"] == 0.1
     assert "method" not in settings and "output" not in settings
+    # the graph defaults chosen from the reference tables drift from the baseline (their
+    # old runs retrain); node runs inherit nothing new
+    drift = inherited.defaults_drift(spec)
+    assert {"gin_norm", "gat_dropout", "num_layers", "epochs", "hidden"} <= set(drift)
+    assert inherited.defaults_drift(expand_suite(["coauthor-cs"], ["gml"], ["gcn", "gat"],
+                                                 [0])[0]) == {}
 
 
 def test_checked_in_runs_keep_their_keys():
@@ -195,7 +202,10 @@ def test_checked_in_runs_keep_their_keys():
         else:
             stale += 1
             assert run.get("inherited_drift", {}) != inherited.defaults_drift(spec), path
-    assert same > 0.9 * len(runs), (same, stale)
+    # every changed key is explained by a changed drift (asserted run by run above); the
+    # graph defaults chosen from the reference tables (session 11) made every graph run
+    # that inherits them stale, so no fixed share of unchanged keys is expected any more
+    assert same > 0, (same, stale)
 
 
 def test_cache_records_the_inherited_drift(tmp_path, monkeypatch):
