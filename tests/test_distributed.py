@@ -92,7 +92,10 @@ def config(task: str, output: Path, **kw):
     if task == "node":
         base.update(students=NODE_STUDENTS)
     else:
-        base.update(students=GRAPH_STUDENTS, batch_size=8, num_layers=2, lr=0.01)
+        # no batch norm in GIN: data-parallel on CPU normalises each rank's share of a batch
+        # (SyncBatchNorm is GPU-only), so only a norm-free cohort can match one process
+        base.update(students=GRAPH_STUDENTS, batch_size=8, num_layers=2, lr=0.01,
+                    gin_norm="none")
     base.update(kw)
     return TrainConfig(**base)
 
