@@ -15,7 +15,7 @@ import argparse
 import math
 import os
 import sys
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 #: The CLI's torch thread count (one thread was the fastest for Cora-sized graphs on the
 #: 2-core reference machine; benchmarks/PROTOCOL.md).
@@ -69,6 +69,15 @@ def _add_debug(p: argparse.ArgumentParser) -> None:
     # SUPPRESS: given after the command it sets the flag, left out it keeps the global one
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show the full traceback of an error")
+
+
+def _add_command(sub: Any, name: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+                 help: str, description: str, epilog: Optional[str] = None) -> None:
+    """The subcommand ``name``: ``help`` in the command list, ``description`` atop its
+    ``--help``, the ``epilog`` examples kept as written; ``add_arguments`` adds its options."""
+    raw = {"formatter_class": argparse.RawDescriptionHelpFormatter} if epilog else {}
+    add_arguments(sub.add_parser(name, help=help, description=description, epilog=epilog,
+                                 **raw))
 
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -168,33 +177,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    tp = sub.add_parser(
-        "train", help="train a cohort and report per-student and ensemble metrics",
-        description="Train a cohort of student GNNs by mutual learning on one dataset, "
-                    "for one or more seeds, and print val/test mean ± std per student and "
-                    "for the ensemble.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_train_arguments(tp)
-    rp = sub.add_parser(
-        "recommend", help="multi-modal social recommendation on Last.fm",
-        description="Train and evaluate fusion-free mutual learning of modality branches "
-                    "on Last.fm, or print a user's top-K artists.",
-    )
+    _add_command(sub, "train", _add_train_arguments,
+                 help="train a cohort and report per-student and ensemble metrics",
+                 description="Train a cohort of student GNNs by mutual learning on one "
+                             "dataset, for one or more seeds, and print val/test mean ± std "
+                             "per student and for the ensemble.",
+                 epilog=EXAMPLES)
     from graphmutual.recsys.cli import add_arguments as add_recommend_arguments
 
-    add_recommend_arguments(rp)
+    _add_command(sub, "recommend", add_recommend_arguments,
+                 help="multi-modal social recommendation on Last.fm",
+                 description="Train and evaluate fusion-free mutual learning of modality "
+                             "branches on Last.fm, or print a user's top-K artists.")
     from graphmutual.bench.cli import EXAMPLES as BENCH_EXAMPLES
     from graphmutual.bench.cli import add_arguments as add_bench_arguments
 
-    bp = sub.add_parser(
-        "bench", help="benchmark suite: independent vs DML vs GML tables",
-        description="Run benchmark presets (datasets × methods × seeds), cache each finished "
-                    "run, and aggregate markdown/JSON tables and plots.",
-        epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-    add_bench_arguments(bp)
+    _add_command(sub, "bench", add_bench_arguments,
+                 help="benchmark suite: independent vs DML vs GML tables",
+                 description="Run benchmark presets (datasets × methods × seeds), cache each "
+                             "finished run, and aggregate markdown/JSON tables and plots.",
+                 epilog=BENCH_EXAMPLES)
     dp = sub.add_parser(
         "datasets", help="the datasets: task, metric, split, and whether present under --root",
         description="List every dataset graphmutual can load, with its task, metric, "

@@ -38,19 +38,7 @@ def test_yaml_config_and_override(tmp_path, capsys):
     assert res["config"]["epochs"] == 2 and res["epochs_run"] == [2]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dataset", "coraa"], "Did you mean"),
-    (["--students", "gcn,transformer"], "unknown student"),
-    (["--dataset", "citeseer", "--root", "/nonexistent/root"], "nonexistent"),
-    (["--seeds", "x"], "invalid seeds"),
-    (["--device", "cuda:7"], "CUDA"),
-])
-def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
-    code = main(["train", "--epochs", "1", "--output", str(tmp_path / "o"), *args])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert message in err
-    assert "Traceback" not in err
+# bad `train` input (one clear line, exit 2): tests/test_faults.py::test_bad_cli_input_is_one_line
 
 
 def test_corrupt_config_and_checkpoint(tmp_path, capsys):

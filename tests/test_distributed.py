@@ -303,18 +303,8 @@ def test_data_parallel_gradient_equals_single_process():
 
 def test_student_parallel_with_dropout_matches_one_rank(dist_run, tmp_path):
     """Per-student dropout streams make the result independent of the number of ranks."""
-    import torch.distributed as dist
-
-    from graphmutual.train.distributed import DistContext, DistributedTrainer
-
     out = _ok(dist_run)
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
-        ctx = DistContext(0, 1, 0, torch.device("cpu"), "gloo", TIMEOUT)
-        cfg = config("node", tmp_path / "one", dropout=0.5)
-        DistributedTrainer(cfg, "student", ctx, node_dataset()).run()
-    finally:
-        dist.destroy_process_group()
+    _run_one_rank(config("node", tmp_path / "one", dropout=0.5), "student", node_dataset())
     one, two = _state(tmp_path / "one"), _state(out / "student-dropout")
     assert _max_diff(one["cohort"], two["cohort"]) == 0.0
     assert _losses(one) == _losses(two)
@@ -322,6 +312,21 @@ def test_student_parallel_with_dropout_matches_one_rank(dist_run, tmp_path):
 
 def test_data_parallel_one_rank_with_dropout_is_the_trainer(tmp_path):
     """On one rank, data-parallel graph training draws the trainer's dropout masks."""
+    _run_one_rank(config("graph", tmp_path / "one", dropout=0.5), "data", graph_dataset())
+    single = _single(tmp_path, "graph", dropout=0.5)
+    ref, got = _state(single), _state(tmp_path / "one")
+    assert _max_diff(ref["cohort"], got["cohort"]) < 1e-6
+    for a, b in zip(_losses(ref), _losses(got), strict=True):
+        assert a == pytest.approx(b, rel=1e-6)
+    # the per-epoch log is written by the trainer's writer: same file, "epoch" first, then
+    # sorted columns (the distributed run logs no alw/* rows, so it has fewer of them)
+    ref_cols = (single / "log_seed0.csv").read_text().splitlines()[0].split(",")
+    cols = (tmp_path / "one" / "log_seed0.csv").read_text().splitlines()[0].split(",")
+    assert cols[0] == "epoch" and cols[1:] == sorted(cols[1:]) and set(cols) <= set(ref_cols)
+
+
+def _run_one_rank(cfg, mode: str, dataset) -> None:
+    """``DistributedTrainer(cfg, mode).run()`` in this process as the only rank."""
     import torch.distributed as dist
 
     from graphmutual.train.distributed import DistContext, DistributedTrainer
@@ -329,14 +334,9 @@ def test_data_parallel_one_rank_with_dropout_is_the_trainer(tmp_path):
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         ctx = DistContext(0, 1, 0, torch.device("cpu"), "gloo", TIMEOUT)
-        cfg = config("graph", tmp_path / "one", dropout=0.5)
-        DistributedTrainer(cfg, "data", ctx, graph_dataset()).run()
+        DistributedTrainer(cfg, mode, ctx, dataset).run()
     finally:
         dist.destroy_process_group()
-    ref, got = _state(_single(tmp_path, "graph", dropout=0.5)), _state(tmp_path / "one")
-    assert _max_diff(ref["cohort"], got["cohort"]) < 1e-6
-    for a, b in zip(_losses(ref), _losses(got), strict=True):
-        assert a == pytest.approx(b, rel=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["student", "data"])

@@ -386,6 +386,8 @@ def test_damaged_or_wrong_config_is_one_line(tmp_path, capsys, content, needle):
     (["--dataset", "mutag", "--root", "/nonexistent/gm-data"], "does not exist"),
     (["--config", "/nonexistent/run.yaml"], "does not exist"),
     (["--device", "tpu:7"], "invalid device"),
+    (["--device", "cuda:7"], "CUDA"),
+    (["--dataset", "citeseer", "--root", "/nonexistent/root"], "nonexistent"),
 ])
 def test_bad_cli_input_is_one_line(tmp_path, capsys, args, needle):
     code = main(["train", *args, "--output", str(tmp_path / "o"), "--no-progress"])

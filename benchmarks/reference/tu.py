@@ -25,9 +25,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -37,6 +34,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 
 
 def parse_folds(text: str) -> List[int]:
@@ -54,36 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="MUTAG", choices=["MUTAG", "PROTEINS", "ENZYMES"])
     p.add_argument("--root", required=True,
                    help="folder holding TUDataset/<NAME>/raw (writable: processed/ is written)")
-    p.add_argument("--model", default="gin", choices=["gin", "gcn", "gat"])
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=4, help="GAT heads (hidden split over them)")
-    p.add_argument("--pool", default="mean", choices=["mean", "add"])
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--head", default="linear", choices=["linear", "mlp"],
-                   help="mlp: dropout -> Linear-ReLU-Linear head (graphmutual's GraphStudent)")
-    p.add_argument("--norm", default="batch_norm", choices=["batch_norm", "none"],
-                   help="none: no BN after the convs nor inside GIN's MLP")
-    p.add_argument("--plain-last", action="store_true",
-                   help="no BN/ReLU/dropout after the last conv (PyG BasicGNN's last layer, "
-                        "as in graphmutual's students)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-6)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=100)
+    common.add_model_args(p, epochs=100)
     p.add_argument("--folds", "--seeds", dest="folds", default="0-9",
                    help="seeds = folds: '0-9' or '0,3,7' (seed s tests on fold s mod 10)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", required=True, help="JSON file (rewritten after every fold)")
+    common.add_output_args(p, "fold")
     return p
 
 
 class TUNet(nn.Module):
-    """L x (conv -> BN -> ReLU -> dropout) -> pooling -> linear head.
-
-    ``head="mlp"``, ``plain_last=True`` and ``norm="none"`` rebuild graphmutual's
-    GraphStudent layout in plain PyG (for the diagnosis of where the gap comes from).
-    """
+    """L x (conv -> BN -> ReLU -> dropout) -> pooling -> linear head (``head``,
+    ``plain_last``, ``norm``: see ``common.add_model_args``)."""
 
     def __init__(self, model: str, in_channels: int, hidden: int, layers: int, classes: int,
                  dropout: float, pool: str, heads: int, head: str = "linear",
@@ -91,48 +71,28 @@ class TUNet(nn.Module):
         super().__init__()
         from torch_geometric.nn import GATConv, GCNConv, GINConv
 
-        if layers < 1 or hidden < 1:
-            raise ValueError(f"need layers >= 1 and hidden >= 1 (got {layers}, {hidden})")
-        if model == "gat" and hidden % heads:
-            raise ValueError(f"hidden {hidden} is not divisible by {heads} heads")
+        common.check_shape(model, hidden, layers, heads)
         self.convs, self.norms = nn.ModuleList(), nn.ModuleList()
         width = in_channels
         for _ in range(layers):
             if model == "gin":
-                conv = GINConv(nn.Sequential(nn.Linear(width, hidden), _norm(norm, hidden),
-                                             nn.ReLU(), nn.Linear(hidden, hidden)),
-                               train_eps=True)
+                mlp = nn.Sequential(nn.Linear(width, hidden), common.norm_layer(norm, hidden),
+                                    nn.ReLU(), nn.Linear(hidden, hidden))
+                conv = GINConv(mlp, train_eps=True)
             elif model == "gcn":
                 conv = GCNConv(width, hidden)
             else:
                 conv = GATConv(width, hidden // heads, heads=heads)
             self.convs.append(conv)
-            self.norms.append(_norm(norm, hidden))
+            self.norms.append(common.norm_layer(norm, hidden))
             width = hidden
         self.dropout, self.pool, self.plain_last = dropout, pool, plain_last
-        self.head = _head(head, hidden, classes, dropout)
+        self.head = common.head_layer(head, hidden, classes, dropout)
 
     def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor) -> Tensor:
-        from torch_geometric.nn import global_add_pool, global_mean_pool
-
-        h = x
-        for k, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            h = conv(h, edge_index)
-            if k < len(self.convs) - 1 or not self.plain_last:
-                h = F.dropout(F.relu(norm(h)), self.dropout, self.training)
-        pool = global_mean_pool if self.pool == "mean" else global_add_pool
-        return self.head(pool(h, batch))
-
-
-def _norm(kind: str, width: int) -> nn.Module:
-    return nn.BatchNorm1d(width) if kind == "batch_norm" else nn.Identity()
-
-
-def _head(kind: str, hidden: int, out: int, dropout: float) -> nn.Module:
-    if kind == "linear":
-        return nn.Linear(hidden, out)
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, out))
+        h = common.stack(self.convs, self.norms, x, lambda k, conv, h: conv(h, edge_index),
+                  self.dropout, self.training, self.plain_last)
+        return self.head(common.pool_fn(self.pool)(h, batch))
 
 
 def load(root: str, name: str):
@@ -158,9 +118,12 @@ def accuracy(model: nn.Module, loader) -> float:
     return right / total
 
 
-def run_fold(args, dataset, seed: int) -> Dict:
-    from torch_geometric.loader import DataLoader
+def _ce_step(model: nn.Module, b) -> tuple:
+    """Cross-entropy of the batch, averaged over its graphs."""
+    return F.cross_entropy(model(b.x, b.edge_index, b.batch), b.y), b.num_graphs
 
+
+def run_fold(args, dataset, seed: int) -> Dict:
     from graphmutual.data.splits import stratified_kfold_split  # identical folds only
 
     split = stratified_kfold_split(dataset._data.y.view(-1), seed)
@@ -169,71 +132,23 @@ def run_fold(args, dataset, seed: int) -> Dict:
     model = TUNet(args.model, dataset.num_features, args.hidden, args.layers,
                   dataset.num_classes, args.dropout, args.pool, args.heads, args.head,
                   args.plain_last, args.norm)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    train = DataLoader(dataset[split.train], batch_size=args.batch_size, shuffle=True,
-                       generator=gen)
-    valid = DataLoader(dataset[split.val], batch_size=256)
-    test = DataLoader(dataset[split.test], batch_size=256)
-    curve: List[Dict] = []
-    best = {"val": -1.0, "test": float("nan"), "epoch": -1}
     t_all = time.perf_counter()
-    for epoch in range(args.epochs):
-        model.train()
-        t0 = time.perf_counter()
-        total = 0.0
-        for b in train:
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(b.x, b.edge_index, b.batch), b.y)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * b.num_graphs
-        train_s = time.perf_counter() - t0
-        val, tst = accuracy(model, valid), accuracy(model, test)
-        curve.append({"epoch": epoch, "loss": total / len(split.train), "val": val,
-                      "test": tst, "train_seconds": train_s})
-        if val > best["val"]:
-            best = {"val": val, "test": tst, "epoch": epoch}
+    run = common.fit(model, args, seed, dataset, split.train, split.val, split.test, _ce_step,
+                     accuracy)
+    best = run["best"]
     print(f"{args.dataset} seed {seed} ({split.description}): best val {best['val']:.4f} "
           f"test {best['test']:.4f} at epoch {best['epoch']} "
           f"({time.perf_counter() - t_all:.0f} s)", flush=True)
-    return {"seed": seed, "split": split.description, "best": best, "curve": curve,
-            "seconds_per_epoch": float(np.mean([c["train_seconds"] for c in curve])),
-            "parameters": sum(p.numel() for p in model.parameters())}
-
-
-def summarize(runs: List[Dict]) -> Dict:
-    def stat(key: str) -> Dict:
-        v = np.array([r["best"][key] for r in runs]) * 100
-        return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
-    return {"val": stat("val"), "test": stat("test"), "n": len(runs)}
+    return {"seed": seed, "split": split.description, **run}
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     dataset = load(args.root, args.dataset)
-    out = Path(args.out)
-    record = json.loads(out.read_text()) if out.exists() else {}
-    runs = list(record.get("runs", []))
-    done = {r["seed"] for r in runs}
-    for seed in parse_folds(args.folds):
-        if seed in done:
-            continue
-        runs.append(run_fold(args, dataset, seed))
-        runs.sort(key=lambda r: r["seed"])
-        record = {"script": "benchmarks/reference/tu.py",
-                  "command": "python " + " ".join([sys.argv[0]] + sys.argv[1:]),
-                  "args": vars(args), "hardware": platform.processor() or platform.machine(),
-                  "cpus": os.cpu_count(), "torch": torch.__version__,
-                  "summary": summarize(runs), "runs": runs}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(record, indent=1))
-    if runs:
-        s = summarize(runs)
-        print(f"{args.dataset} {args.model}: val {s['val']['mean']:.2f} ± {s['val']['std']:.2f}"
-              f"  test {s['test']['mean']:.2f} ± {s['test']['std']:.2f}  ({s['n']} folds)")
-    return 0
+    return common.run_all(args, parse_folds(args.folds),
+                          lambda seed: run_fold(args, dataset, seed),
+                          "benchmarks/reference/tu.py", "fold")
 
 
 if __name__ == "__main__":

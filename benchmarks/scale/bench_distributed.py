@@ -50,17 +50,9 @@ def median_epoch(out: Path) -> float:
     return statistics.median(load_checkpoint(out / "checkpoints" / "seed0.pt")["train_seconds"])
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
+    from graphmutual.bench.environment import cpu_model  # the name bench records give
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="cora")
     p.add_argument("--students", default="gcn,gat,gin")
@@ -112,7 +104,7 @@ def main() -> None:
                f"{args.dataset} --students {args.students} --epochs {args.epochs} "
                f"--seed {args.seed} --out {args.out}" + (f" --root {args.root}" if args.root
                                                          else ""))
-    meta = dict(command=command, cpu=cpu_name(), cores=os.cpu_count(),
+    meta = dict(command=command, cpu=cpu_model(), cores=os.cpu_count(),
                 torch=torch.__version__, python=platform.python_version(),
                 load_average_before=load_before, load_average_after=load_after)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

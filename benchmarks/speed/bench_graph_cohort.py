@@ -155,7 +155,21 @@ def plain_steps(dataset, train_idx, kind: str, hidden: int, layers: int, bs: int
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
     model.train()
     gen = torch.Generator().manual_seed(0)
-    loader = _loader(dataset, train_idx, bs, gen, fast)
+
+    def step(b) -> None:
+        opt.zero_grad(set_to_none=True)
+        out = model(b.x, b.edge_index, b.batch)
+        loss = F.binary_cross_entropy_with_logits(out, b.y.view(-1).float())
+        loss.backward()
+        opt.step()
+        float(loss.detach())
+
+    return _timed(_loader(dataset, train_idx, bs, gen, fast), step)
+
+
+def _timed(loader, step: Callable[[object], None]) -> Callable[[int], Tuple[float, float]]:
+    """``run(n)``: ``step`` over the next ``n`` batches of ``loader`` (restarting it when it
+    runs out); returns the (wall, CPU) seconds they took."""
     it = iter(loader)
 
     def run(n: int) -> Tuple[float, float]:
@@ -167,12 +181,7 @@ def plain_steps(dataset, train_idx, kind: str, hidden: int, layers: int, bs: int
             except StopIteration:
                 it = iter(loader)
                 b = next(it)
-            opt.zero_grad(set_to_none=True)
-            out = model(b.x, b.edge_index, b.batch)
-            loss = F.binary_cross_entropy_with_logits(out, b.y.view(-1).float())
-            loss.backward()
-            opt.step()
-            float(loss.detach())
+            step(b)
         return time.perf_counter() - t0, time.process_time() - c0
 
     return run
@@ -197,28 +206,17 @@ def cohort_steps(ds, train_idx, hidden: int, layers: int, bs: int, fused: bool,
     cohort.train()
     cohort.set_epoch(20)  # past the warm-up: the full mimicry loss is computed
     gen = torch.Generator().manual_seed(0)
-    loader = _loader(ds.data, train_idx, bs, gen, fast)
-    it = iter(loader)
 
-    def run(n: int) -> Tuple[float, float]:
-        nonlocal it
-        t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(n):
-            try:
-                b = next(it)
-            except StopIteration:
-                it = iter(loader)
-                b = next(it)
-            opt.zero_grad(set_to_none=True)
-            logits = cohort(b.x, b.edge_index, batch=b.batch, edge_attr=b.get("edge_attr"))
-            losses = cohort.loss(logits, b.y)
-            losses["total"].backward()
-            opt.step()
-            for v in losses.values():
-                float(v.detach())
-        return time.perf_counter() - t0, time.process_time() - c0
+    def step(b) -> None:
+        opt.zero_grad(set_to_none=True)
+        logits = cohort(b.x, b.edge_index, batch=b.batch, edge_attr=b.get("edge_attr"))
+        losses = cohort.loss(logits, b.y)
+        losses["total"].backward()
+        opt.step()
+        for v in losses.values():
+            float(v.detach())
 
-    return run, cohort
+    return _timed(_loader(ds.data, train_idx, bs, gen, fast), step), cohort
 
 
 def markdown(result: Dict) -> str:

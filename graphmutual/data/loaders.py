@@ -223,18 +223,24 @@ def _node_dataset(name: str, data: Any, num_classes: int, **kwargs: Any) -> Grap
     )
 
 
+def _build_pyg(name: str, cls: Callable[..., Any], folder: Path, pyg_name: str,
+               download: bool, **kwargs: Any) -> Any:
+    """``cls(folder, pyg_name, **kwargs)`` (a PyG dataset class keeping its files in
+    ``folder/pyg_name/{raw,processed}``) through :func:`_build`."""
+    return _build(
+        name,
+        folder / pyg_name,
+        lambda: cls(str(folder), pyg_name, **kwargs),
+        raw_present=_has_files(folder / pyg_name / "raw"),
+        download=download,
+    )
+
+
 def load_planetoid(name: str, pyg_name: str, root: Path, download: bool = True) -> GraphDataset:
     """Planetoid Cora / CiteSeer / PubMed with the public split (same for every seed)."""
     from torch_geometric.datasets import Planetoid
 
-    folder = root / "Planetoid"
-    ds = _build(
-        name,
-        folder / pyg_name,
-        lambda: Planetoid(str(folder), pyg_name),
-        raw_present=_has_files(folder / pyg_name / "raw"),
-        download=download,
-    )
+    ds = _build_pyg(name, Planetoid, root / "Planetoid", pyg_name, download)
     data = ds[0]
     num_classes = int(ds.num_classes)
 
@@ -253,14 +259,7 @@ def load_shchur(
     from torch_geometric.datasets import Amazon, Coauthor
 
     cls = {"Amazon": Amazon, "Coauthor": Coauthor}[family]
-    folder = root / family
-    ds = _build(
-        name,
-        folder / pyg_name,
-        lambda: cls(str(folder), pyg_name),
-        raw_present=_has_files(folder / pyg_name / "raw"),
-        download=download,
-    )
+    ds = _build_pyg(name, cls, root / family, pyg_name, download)
     data = ds[0]
     num_classes = int(ds.num_classes)
     y = data.y.view(-1)
@@ -278,21 +277,9 @@ def load_ogbn(name: str, root: Path, download: bool = True) -> GraphDataset:
     make it undirected (:func:`torch_geometric.utils.to_undirected`).  Labels are flattened
     to ``[N]``; evaluate with ``ogb.nodeproppred.Evaluator(ogb_name)`` (accuracy).
     """
-    allow_ogb_torch_load()
-    from ogb.nodeproppred import PygNodePropPredDataset
     from torch_geometric.utils import to_undirected
 
-    folder = root / "ogb"
-    dataset_dir = folder / name.replace("-", "_")
-    _check_ogb_release(name, dataset_dir, "ogb.nodeproppred")
-    with _ogb_no_size_prompt("ogb.nodeproppred.dataset_pyg"):
-        ds = _build(
-            name,
-            dataset_dir,
-            lambda: PygNodePropPredDataset(name, str(folder)),
-            raw_present=_has_files(dataset_dir / "raw"),
-            download=download,
-        )
+    ds = _load_ogb(name, root, "nodeproppred", download)
     data = ds[0]
     if name == "ogbn-arxiv":
         data.edge_index = to_undirected(data.edge_index, num_nodes=data.num_nodes)
@@ -347,14 +334,8 @@ def load_tu(name: str, pyg_name: str, root: Path, download: bool = True) -> Grap
     """
     from torch_geometric.datasets import TUDataset
 
-    folder = root / "TUDataset"
-    ds = _build(
-        name,
-        folder / pyg_name,
-        lambda: TUDataset(str(folder), pyg_name, use_node_attr=True),
-        raw_present=_has_files(folder / pyg_name / "raw"),
-        download=download,
-    )
+    ds = _build_pyg(name, TUDataset, root / "TUDataset", pyg_name, download,
+                    use_node_attr=True)
     notes = ""
     input_features, input_transform = "raw", None
     num_attributes = int(ds.num_node_attributes)
@@ -418,6 +399,31 @@ def _check_ogb_release(name: str, dataset_dir: Path, module: str) -> None:
             )
 
 
+def _load_ogb(name: str, root: Path, kind: str, download: bool):
+    """The OGB dataset ``name`` from ``root/ogb/<name_with_underscores>`` through OGB's own
+    ``Pyg{NodePropPred,GraphPropPred}Dataset`` (``kind``: ``"nodeproppred"`` or
+    ``"graphproppred"``), with OGB's stdin prompts turned into errors / consent."""
+    import importlib
+
+    allow_ogb_torch_load()
+    module = f"ogb.{kind}"
+    cls = getattr(importlib.import_module(module),
+                  "PygNodePropPredDataset" if kind == "nodeproppred" else
+                  "PygGraphPropPredDataset")
+    folder = root / "ogb"
+    dataset_dir = folder / name.replace("-", "_")
+    _check_ogb_release(name, dataset_dir, module)
+    with _ogb_no_size_prompt(f"{module}.dataset_pyg"):
+        return _build(
+            name,
+            dataset_dir,
+            lambda: cls(name, str(folder)),
+            raw_present=_has_files(dataset_dir / "raw")
+            or (kind == "graphproppred" and _has_files(dataset_dir / "mapping")),
+            download=download,
+        )
+
+
 @contextlib.contextmanager
 def _ogb_no_size_prompt(module_name: str) -> Iterator[None]:
     """OGB asks ``(y/N)`` before downloads > 1 GB; an explicit load_dataset call is the
@@ -440,20 +446,7 @@ def load_ogbg(name: str, root: Path, download: bool = True) -> GraphDataset:
     ``y`` is flattened to int64 0/1 of shape ``[num_graphs]`` and the task is modelled as a
     2-class softmax (``num_classes=2``; feed ``softmax(logits)[:, 1:]`` to the Evaluator).
     """
-    allow_ogb_torch_load()
-    from ogb.graphproppred import PygGraphPropPredDataset
-
-    folder = root / "ogb"
-    dataset_dir = folder / name.replace("-", "_")
-    _check_ogb_release(name, dataset_dir, "ogb.graphproppred")
-    with _ogb_no_size_prompt("ogb.graphproppred.dataset_pyg"):
-        ds = _build(
-            name,
-            dataset_dir,
-            lambda: PygGraphPropPredDataset(name, str(folder)),
-            raw_present=_has_files(dataset_dir / "raw") or _has_files(dataset_dir / "mapping"),
-            download=download,
-        )
+    ds = _load_ogb(name, root, "graphproppred", download)
     y = ds._data.y
     if y.dim() == 2 and y.size(1) != 1:
         raise ValueError(f"{name} has {y.size(1)} tasks; only single-task datasets are supported")

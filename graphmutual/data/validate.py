@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
@@ -24,16 +24,22 @@ def _check_edge_index(edge_index: Any, num_nodes: Optional[int], where: str = ""
             f"edge_index{where} must be int64 (torch.long), got {edge_index.dtype}; "
             "use edge_index.long()"
         )
-    if edge_index.numel() == 0:
+    _check_range(edge_index, f"edge_index{where}", "node index", num_nodes,
+                 lambda hi: f"edge_index{where} contains node index {hi} but the graph has "
+                            f"only {num_nodes} nodes (valid range 0..{num_nodes - 1})")
+
+
+def _check_range(t: Tensor, name: str, what: str, limit: Optional[int],
+                 too_big: Callable[[int], str]) -> None:
+    """Every entry of the integer tensor ``t`` lies in ``0..limit-1`` (``limit=None``: only
+    ``>= 0``); ``too_big(max)`` is the message for an entry ``>= limit``."""
+    if t.numel() == 0:
         return
-    lo, hi = int(edge_index.min()), int(edge_index.max())
+    lo, hi = int(t.min()), int(t.max())
     if lo < 0:
-        _fail(f"edge_index{where} contains negative node index {lo}")
-    if num_nodes is not None and hi >= num_nodes:
-        _fail(
-            f"edge_index{where} contains node index {hi} but the graph has only "
-            f"{num_nodes} nodes (valid range 0..{num_nodes - 1})"
-        )
+        _fail(f"{name} contains negative {what} {lo}")
+    if limit is not None and hi >= limit:
+        _fail(too_big(hi))
 
 
 def _check_features(x: Any, num_nodes: Optional[int], name: str = "x") -> None:
@@ -62,13 +68,9 @@ def _check_labels(y: Any, num_classes: Optional[int], expected_len: Optional[int
         _fail(f"y must hold integer class labels, got dtype {y.dtype}")
     if expected_len is not None and y.size(0) != expected_len:
         _fail(f"y has {y.size(0)} entries, expected {expected_len}")
-    if y.numel() == 0:
-        return
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0:
-        _fail(f"y contains negative label {lo}")
-    if num_classes is not None and hi >= num_classes:
-        _fail(f"y contains label {hi} but num_classes={num_classes} (valid 0..{num_classes - 1})")
+    _check_range(y, "y", "label", num_classes,
+                 lambda hi: f"y contains label {hi} but num_classes={num_classes} "
+                            f"(valid 0..{num_classes - 1})")
 
 
 def _check_mask(mask: Any, num_nodes: Optional[int], name: str) -> Tensor:

@@ -191,6 +191,19 @@ class RecData:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _lfm_folder(root: Optional[Union[str, Path]], folder: str, label: str,
+                modalities: Sequence[str]) -> Tuple[Path, Path]:
+    """``(root, root/folder)`` for a Last.fm loader (``root`` defaults to
+    :func:`default_root`); a clear error for a missing folder or an unknown modality."""
+    root = Path(root) if root is not None else default_root()
+    found = _check_dir(root / folder, f"--root must hold {folder}/ (root={root})")
+    unknown = set(modalities) - set(LFM2K_FEATURES) - {"tags"}
+    if unknown:
+        raise ValueError(f"unknown {label} modalities {sorted(unknown)}; choose from "
+                         f"{sorted(LFM2K_FEATURES) + ['tags']}")
+    return root, found
+
+
 def _check_dir(path: Path, hint: str) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"dataset directory not found: {path} ({hint})")
@@ -352,12 +365,7 @@ def load_lfm2k_multimodal(
     HetRec tag assignments, missing for untagged artists). The friend graph comes from
     ``<root>/lastfm-2k/user_friends.dat`` mapped through ``lfm2k_og_ids.inter``.
     """
-    root = Path(root) if root is not None else default_root()
-    mm = _check_dir(root / "lfm2k-multimodal", f"--root must hold lfm2k-multimodal/ (root={root})")
-    unknown = set(modalities) - set(LFM2K_FEATURES) - {"tags"}
-    if unknown:
-        raise ValueError(f"unknown lfm2k modalities {sorted(unknown)}; choose from "
-                         f"{sorted(LFM2K_FEATURES) + ['tags']}")
+    root, mm = _lfm_folder(root, "lfm2k-multimodal", "lfm2k", modalities)
     data = load_mmrec(mm, "lfm2k", {m: LFM2K_FEATURES[m] for m in modalities if m != "tags"})
     inter = pd.read_csv(mm / "lfm2k.inter", sep="\t")
     og = pd.read_csv(mm / "lfm2k_og_ids.inter", sep="\t")
@@ -439,12 +447,7 @@ def load_lastfm2k(
     ``<root>/lfm2k-multimodal`` exists, ``vggish`` / ``whisper`` / ``text`` for the 1,425
     artists that have them (missing for all others).
     """
-    root = Path(root) if root is not None else default_root()
-    hetrec = _check_dir(root / "lastfm-2k", f"--root must hold lastfm-2k/ (root={root})")
-    unknown = set(modalities) - set(LFM2K_FEATURES) - {"tags"}
-    if unknown:
-        raise ValueError(f"unknown lastfm-2k modalities {sorted(unknown)}; choose from "
-                         f"{sorted(LFM2K_FEATURES) + ['tags']}")
+    root, hetrec = _lfm_folder(root, "lastfm-2k", "lastfm-2k", modalities)
     ua = pd.read_csv(hetrec / "user_artists.dat", sep="\t")
     artists = _read_artists(hetrec)
     uf = pd.read_csv(hetrec / "user_friends.dat", sep="\t")

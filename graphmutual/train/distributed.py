@@ -84,7 +84,7 @@ from graphmutual.train.metrics import evaluate
 from graphmutual.train.state import rng_state, seed_everything, set_rng_state
 from graphmutual.train.tasks import member_probs, members
 from graphmutual.train.tracker import Best
-from graphmutual.train.trainer import normalized_features, summarize
+from graphmutual.train.trainer import Trainer, normalized_features, summarize
 
 MODES = ("data", "student")
 #: Seconds a collective may wait for the other ranks before the job ends with an error.
@@ -799,17 +799,9 @@ class DistributedTrainer:
                 "distributed": {"mode": self.mode, "world_size": self.ctx.world_size},
             }, path)
 
-    def _write_history(self, seed: int, history: List[Dict]) -> None:
-        import csv
-        import io
-
-        buf = io.StringIO()
-        keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
-        w = csv.DictWriter(buf, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)
-        atomic_write_bytes(self.output / f"log_seed{seed}.csv",
-                           lambda f: f.write(buf.getvalue().encode()))
+    # ``log_seed{N}.csv`` is written as the single-process trainer writes it (it reads only
+    # ``self.output``), so both kinds of run leave the same per-epoch log.
+    _write_history = Trainer._write_history
 
     def _export(self, res: Dict, best_val: float) -> float:
         """Rank 0: export this seed's validation-best student to ``best_student.pt`` if it
