@@ -53,6 +53,16 @@ class TrainConfig:
     -- as they do on the unlabelled nodes of a node-classification graph.  It is
     transductive semi-supervised learning, not the standard inductive graph protocol, so
     results with it are reported as their own rows.
+
+    Graph-specific mutual-learning variants (graph tasks only; each ``0`` = off, the
+    default; :mod:`graphmutual.mutual.graphviews`): ``node_mimic`` (weight of the peers'
+    mimicry of each other's node-level distributions, every graph student's head applied
+    to its node embeddings; needs mimicry), ``view_drop`` (each student trains on its own
+    view of every batch, with edges and float node-feature rows dropped with this
+    probability; acts on independent training too, as augmentation) and ``alw_holdout``
+    (this fraction of the training graphs, fixed per seed, is left out of the students'
+    cross-entropy and is the only data ALW's weighting learns from; the students still
+    mimic each other on it; needs ALW, i.e. GML).
     """
 
     dataset: str = "cora"
@@ -81,6 +91,9 @@ class TrainConfig:
     pool: Optional[str] = None
     edge_features: bool = False
     transductive: bool = False
+    node_mimic: float = 0.0
+    view_drop: float = 0.0
+    alw_holdout: float = 0.0
     batch_size: Optional[int] = None
     patience: Optional[int] = None
     seeds: List[int] = field(default_factory=lambda: [0])
@@ -99,7 +112,7 @@ class TrainConfig:
             raise ConfigError("at least one student is needed")
         self.seeds = parse_seeds(self.seeds)
         for name in ("warmup", "temperature", "mimic_weight", "weight_decay", "t_min", "t_max",
-                     "lr", "entropy", "dropout"):
+                     "lr", "entropy", "dropout", "node_mimic", "view_drop", "alw_holdout"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise ConfigError(f"{name} must be a number (got {v!r})")
@@ -117,6 +130,11 @@ class TrainConfig:
             raise ConfigError("weight_decay and mimic_weight must be >= 0")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must lie in [0, 1) (got {self.dropout})")
+        if self.node_mimic < 0:
+            raise ConfigError(f"node_mimic must be >= 0 (got {self.node_mimic})")
+        for name in ("view_drop", "alw_holdout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must lie in [0, 1) (got {getattr(self, name)})")
         if self.gin_norm is not None and self.gin_norm not in GIN_NORMS:
             raise ConfigError(f"gin_norm must be one of {GIN_NORMS} (got {self.gin_norm!r})")
         if self.pool is not None and self.pool not in POOLS:
