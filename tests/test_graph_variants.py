@@ -17,7 +17,12 @@ from graphmutual.bench import inherited
 from graphmutual.data import GraphDataset, Split
 from graphmutual.mutual import MimicryLoss
 from graphmutual.mutual.alw import alw_loss
-from graphmutual.mutual.graphviews import NodeEmbeddingTap, drop_view, node_logits
+from graphmutual.mutual.graphviews import (
+    NodeEmbeddingTap,
+    boost_weights,
+    drop_view,
+    node_logits,
+)
 from graphmutual.train import TrainConfig
 from graphmutual.train.cohort import build_cohort
 from graphmutual.train.config import ConfigError
@@ -83,7 +88,7 @@ def test_variants_default_off_and_in_the_bench_baseline():
 
 @pytest.mark.parametrize("key,value", [("node_mimic", -1.0), ("view_drop", 1.0),
                                        ("alw_holdout", -0.1), ("alw_holdout", 1.0),
-                                       ("view_drop", "0.2")])
+                                       ("view_drop", "0.2"), ("boost", -1.0)])
 def test_bad_variant_values_are_config_errors(key, value):
     with pytest.raises(ConfigError, match=key):
         TrainConfig(**{key: value})
@@ -281,7 +286,8 @@ def test_alw_holdout_leaves_ce_and_feeds_alw():
 
 
 def test_a_short_training_run_with_every_variant():
-    task, cohort = make(node_mimic=1.0, view_drop=0.2, alw_holdout=0.2, dropout=0.5)
+    task, cohort = make(node_mimic=1.0, view_drop=0.2, alw_holdout=0.2, boost=1.0,
+                        dropout=0.5)
     opt = torch.optim.Adam(cohort.parameters(), lr=0.01)
     first = task.train_epoch(cohort, opt, 0)
     for epoch in range(1, 4):
@@ -289,3 +295,40 @@ def test_a_short_training_run_with_every_variant():
     assert {"node_mimic", "alw", "ce"} <= set(last) and last["ce"] < first["ce"]
     ev = task.evaluate(cohort)
     assert {"gcn", "gat", "gin", "ensemble", "ensemble_alw"} <= set(ev.scores)
+
+
+def test_boost_weights_upweight_what_the_peers_misclassify():
+    # student 0's peers (1, 2) say class 1 on sample 0 and class 0 on sample 1
+    logits = torch.tensor([[[0.0, 5.0], [5.0, 0.0]],
+                           [[0.0, 5.0], [5.0, 0.0]],
+                           [[0.0, 5.0], [5.0, 0.0]]])
+    y = torch.tensor([1, 1])
+    w = boost_weights(logits, y, MimicryLoss("uniform"), 2.0)
+    assert torch.equal(w, torch.tensor([[1.0, 3.0]] * 3))
+    with pytest.raises(ValueError, match=">= 0"):
+        boost_weights(logits, y, MimicryLoss("uniform"), -1.0)
+
+
+def test_boost_reweights_the_cross_entropy_only():
+    task, cohort = make("dml")
+    batch = first_batch(task)
+    off = step(task, cohort, batch)
+    task_b, _ = make("dml", boost=1.0)
+    on = step(task_b, cohort, batch)
+    c = copy.deepcopy(cohort)
+    c.eval()
+    with torch.no_grad():
+        logits = c(batch.x, batch.edge_index, batch=batch.batch)
+    w = boost_weights(logits, batch.y, c.mimicry, 1.0)
+    assert (w > 1).any()  # some graph is misclassified by the peers at initialisation
+    ce = sum((F.cross_entropy(z, batch.y, reduction="none") * wk).mean()
+             for z, wk in zip(logits, w))
+    torch.testing.assert_close(on["ce"], ce)
+    assert float(on["ce"]) > float(off["ce"])
+    torch.testing.assert_close(on["mimic"], off["mimic"])
+    task_i, ind = make("independent", boost=1.0)
+    plain_i, _ = make("independent")
+    torch.testing.assert_close(step(task_i, ind, batch)["total"],
+                               step(plain_i, ind, batch)["total"])
+    with pytest.raises(ValueError, match="ce_weight must be"):
+        cohort.loss(logits, batch.y, ce_weight=torch.ones(2, batch.num_graphs))

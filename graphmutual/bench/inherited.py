@@ -46,6 +46,7 @@ BASELINE_CONFIG: Dict[str, Any] = {
     "epochs": None, "lr": None, "weight_decay": 5e-4, "hidden": None, "num_layers": None,
     "dropout": None, "gin_norm": None, "pool": None, "edge_features": False,
     "transductive": False, "node_mimic": 0.0, "view_drop": 0.0, "alw_holdout": 0.0,
+    "boost": 0.0,
     "batch_size": None, "patience": None,
     "normalize_features": None, "deterministic": False,
 }

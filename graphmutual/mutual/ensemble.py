@@ -286,6 +286,7 @@ class MutualEnsemble(nn.Module):
         mimic_mask: Optional[Tensor] = None,
         epoch: Optional[int] = None,
         alw_mask: Optional[Tensor] = None,
+        ce_weight: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
         r"""Named loss terms for logits ``[K, N, C]``.
 
@@ -312,6 +313,10 @@ class MutualEnsemble(nn.Module):
             alw_mask: the labelled samples ALW learns from (boolean ``[N]`` or an index;
                 ``None``: ``mask``), e.g. a held-out slice of the training graphs that is
                 left out of ``mask`` so the students do not fit it. Ignored without ALW.
+            ce_weight: optional per-student sample weights ``[K, N]`` of the
+                cross-entropy, :math:`\frac{1}{|\mathcal{L}|}\sum_{n \in \mathcal{L}}
+                w_{k,n}\,\mathrm{CE}_{k,n}` (e.g. boosting the samples a student's peers
+                misclassify); ``None``: the plain mean.
 
         Returns:
             ``total`` (to backpropagate), ``ce``, ``mimic``, ``entropy``, ``alw`` (sums over
@@ -354,7 +359,13 @@ class MutualEnsemble(nn.Module):
             )
 
         out: Dict[str, Tensor] = {}
-        if labelled:
+        if ce_weight is not None and ce_weight.shape != (self.num_students, n):
+            raise ValueError(f"ce_weight must be [K={self.num_students}, N={n}], "
+                             f"got {tuple(ce_weight.shape)}")
+        if labelled and ce_weight is not None:
+            ce = [(F.cross_entropy(z[lab], y_lab, reduction="none") * w[lab]).mean()
+                  for z, w in zip(logits, ce_weight)]
+        elif labelled:
             ce = [F.cross_entropy(z[lab], y_lab) for z in logits]
         else:  # a mimicry-only step
             ce = [logits.sum() * 0.0] * self.num_students

@@ -16,6 +16,11 @@ early, after which peers have little left to teach (MuGSI, arXiv:2406.19832; TGN
   features every node's feature row is zeroed with probability :math:`p` (integer atom
   features, read by an embedding, are left as they are). Peers that see different views
   keep disagreeing after the labels are fitted.
+
+A third, BGNN-style (AAAI 2023, arXiv:2210.05920) remedy boosts the graphs the peers get
+wrong: :func:`boost_weights` gives student :math:`k`'s cross-entropy on sample :math:`n` the
+weight :math:`w_{k,n} = 1 + \beta\,[\arg\max_c q_k(n)_c \ne y_n]`, where :math:`q_k` is its
+(detached) peer mixture.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from graphmutual.mutual.mimicry import MimicryLoss
 from graphmutual.nn.graph import GraphStudent
 
 
@@ -104,3 +110,17 @@ def node_logits(students: Sequence[GraphStudent], embeddings: Sequence[Tensor]) 
     if len(shapes) > 1:
         raise ValueError(f"students' node-level logits differ in shape: {sorted(shapes)}")
     return torch.stack(outs)
+
+
+@torch.no_grad()
+def boost_weights(logits: Tensor, y: Tensor, mimicry: MimicryLoss, beta: float,
+                  alw: Optional[nn.Module] = None) -> Tensor:
+    r"""Cross-entropy weights ``[K, N]``: :math:`1 + \beta` where student :math:`k`'s peer
+    mixture (as :meth:`MimicryLoss.targets` weighs the peers) misclassifies sample :math:`n`,
+    else 1. ``y`` entries outside the labelled set may be anything (their weight is unused).
+    """
+    if beta < 0:
+        raise ValueError(f"the boost weight must be >= 0 (got {beta})")
+    q = mimicry.targets(logits.detach(), alw).mixture
+    wrong = q.argmax(-1) != y.view(1, -1)
+    return 1.0 + beta * wrong.to(logits.dtype)

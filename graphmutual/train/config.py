@@ -62,7 +62,9 @@ class TrainConfig:
     probability; acts on independent training too, as augmentation) and ``alw_holdout``
     (this fraction of the training graphs, fixed per seed, is left out of the students'
     cross-entropy and is the only data ALW's weighting learns from; the students still
-    mimic each other on it; needs ALW, i.e. GML).
+    mimic each other on it; needs ALW, i.e. GML) and ``boost`` :math:`\beta` (BGNN-style:
+    each student's cross-entropy weighs the graphs its peers' mixture misclassifies by
+    :math:`1 + \beta`; needs mimicry).
     """
 
     dataset: str = "cora"
@@ -94,6 +96,7 @@ class TrainConfig:
     node_mimic: float = 0.0
     view_drop: float = 0.0
     alw_holdout: float = 0.0
+    boost: float = 0.0
     batch_size: Optional[int] = None
     patience: Optional[int] = None
     seeds: List[int] = field(default_factory=lambda: [0])
@@ -112,7 +115,7 @@ class TrainConfig:
             raise ConfigError("at least one student is needed")
         self.seeds = parse_seeds(self.seeds)
         for name in ("warmup", "temperature", "mimic_weight", "weight_decay", "t_min", "t_max",
-                     "lr", "entropy", "dropout", "node_mimic", "view_drop", "alw_holdout"):
+                     "lr", "entropy", "dropout", "node_mimic", "view_drop", "alw_holdout", "boost"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise ConfigError(f"{name} must be a number (got {v!r})")
@@ -130,8 +133,9 @@ class TrainConfig:
             raise ConfigError("weight_decay and mimic_weight must be >= 0")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must lie in [0, 1) (got {self.dropout})")
-        if self.node_mimic < 0:
-            raise ConfigError(f"node_mimic must be >= 0 (got {self.node_mimic})")
+        for name in ("node_mimic", "boost"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
         for name in ("view_drop", "alw_holdout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must lie in [0, 1) (got {getattr(self, name)})")

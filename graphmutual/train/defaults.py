@@ -219,6 +219,7 @@ class ResolvedConfig:
     node_mimic: float
     view_drop: float
     alw_holdout: float
+    boost: float
     batch_size: Optional[int]
     eval_batch_size: Optional[int]
     patience: int
@@ -278,7 +279,7 @@ def resolve_config(config: Any, dataset: Any) -> ResolvedConfig:
 
 
 #: The graph-specific mutual-learning variants (``TrainConfig`` fields; 0 = off).
-GRAPH_VARIANTS = ("node_mimic", "view_drop", "alw_holdout")
+GRAPH_VARIANTS = ("node_mimic", "view_drop", "alw_holdout", "boost")
 
 #: ``ResolvedConfig`` fields that must never be ``None``.
 _CONCRETE: List[str] = [f.name for f in dataclasses.fields(ResolvedConfig) if f.name not in (

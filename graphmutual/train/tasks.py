@@ -217,7 +217,10 @@ class GraphBatchTask(TrainingTask):
       ``(seed, epoch)``, apart from the shuffling's), for its cross-entropy and mimicry;
     * ``config.alw_holdout`` :math:`f > 0` (with ALW): a fraction :math:`f` of the
       training graphs, fixed per seed, leaves the cross-entropy and is the only data ALW's
-      loss sees; the students still mimic each other on it.
+      loss sees; the students still mimic each other on it;
+    * ``config.boost`` :math:`\beta > 0` (with mimicry): student :math:`k`'s cross-entropy
+      weighs each graph its peers' mixture misclassifies by :math:`1 + \beta`
+      (:func:`~graphmutual.mutual.graphviews.boost_weights`).
     """
 
     def __init__(self, dataset: GraphDataset, config: ResolvedConfig,
@@ -229,14 +232,14 @@ class GraphBatchTask(TrainingTask):
         self._transductive = None  # (split, flagged graphs) of the last transductive split
         self._holdout = None  # (split, flagged graphs) of the last ALW hold-out split
         if config.schedule == "alternating" and self._variants_on():
-            raise ValueError("node_mimic, view_drop and alw_holdout need the simultaneous "
+            raise ValueError("node_mimic, view_drop, alw_holdout and boost need the simultaneous "
                              "schedule (got schedule='alternating')")
         if config.transductive and config.alw_holdout:
             raise ValueError("alw_holdout and transductive cannot be combined")
 
     def _variants_on(self) -> bool:
         c = self.config
-        return bool(c.node_mimic or c.view_drop or c.alw_holdout)
+        return bool(c.node_mimic or c.view_drop or c.alw_holdout or c.boost)
 
     def _loader(self, index, shuffle: bool, generator=None):
         from torch_geometric.loader import DataLoader
@@ -308,7 +311,12 @@ class GraphBatchTask(TrainingTask):
         """One step with the graph variants of ``config`` (see the class docstring)."""
         from contextlib import nullcontext
 
-        from graphmutual.mutual.graphviews import NodeEmbeddingTap, drop_view, node_logits
+        from graphmutual.mutual.graphviews import (
+            NodeEmbeddingTap,
+            boost_weights,
+            drop_view,
+            node_logits,
+        )
 
         c = self.config
         node = c.node_mimic > 0 and cohort.weighting != "none"
@@ -332,7 +340,9 @@ class GraphBatchTask(TrainingTask):
             else:
                 logits = cohort(batch.x, batch.edge_index, batch=batch.batch,
                                 edge_attr=edge_attr)
-        losses = cohort.loss(logits, batch.y, mask, alw_mask=alw_mask)
+        ce_weight = (boost_weights(logits, batch.y, cohort.mimicry, c.boost, cohort.alw)
+                     if c.boost > 0 and cohort.weighting != "none" else None)
+        losses = cohort.loss(logits, batch.y, mask, alw_mask=alw_mask, ce_weight=ce_weight)
         if node:
             terms = cohort.mimicry.peer_terms(
                 node_logits(list(cohort.students), tap.embeddings), cohort.epoch, cohort.alw)
