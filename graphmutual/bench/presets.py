@@ -43,7 +43,8 @@ def _variants() -> Dict[str, Dict[str, Any]]:
 #: ``--set transductive=true`` the independent rows are the plain runs (from the cache), and
 #: GML's rows are compared with them.
 MIMICRY_ONLY_KEYS = frozenset({"transductive", "divergence", "temperature", "mimic_weight",
-                               "warmup", "t_min", "t_max", "renyi_alpha", "balance"})
+                               "warmup", "t_min", "t_max", "renyi_alpha", "balance",
+                               "node_mimic", "alw_holdout", "boost"})
 
 
 def changes_result(variant: str, key: str) -> bool:

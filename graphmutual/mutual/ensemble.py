@@ -282,6 +282,8 @@ class MutualEnsemble(nn.Module):
         mask: Optional[Tensor] = None,
         mimic_mask: Optional[Tensor] = None,
         epoch: Optional[int] = None,
+        alw_mask: Optional[Tensor] = None,
+        ce_weight: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
         r"""Named loss terms for logits ``[K, N, C]``.
 
@@ -305,6 +307,13 @@ class MutualEnsemble(nn.Module):
                 transductive node classification the unlabelled nodes are where peers
                 teach the most).
             epoch: overrides :attr:`epoch` for the warm-up.
+            alw_mask: the labelled samples ALW learns from (boolean ``[N]`` or an index;
+                ``None``: ``mask``), e.g. a held-out slice of the training graphs that is
+                left out of ``mask`` so the students do not fit it. Ignored without ALW.
+            ce_weight: optional per-student sample weights ``[K, N]`` of the
+                cross-entropy, :math:`\frac{1}{|\mathcal{L}|}\sum_{n \in \mathcal{L}}
+                w_{k,n}\,\mathrm{CE}_{k,n}` (e.g. boosting the samples a student's peers
+                misclassify); ``None``: the plain mean.
 
         Returns:
             ``total`` (to backpropagate), ``ce``, ``mimic``, ``entropy``, ``alw`` (sums over
@@ -323,6 +332,15 @@ class MutualEnsemble(nn.Module):
         if mimic_mask is not None and mimic_mask.dtype == torch.bool \
                 and mimic_mask.numel() != n:
             raise ValueError(f"mimic_mask has {mimic_mask.numel()} entries for {n} samples")
+        if alw_mask is not None and self.alw is not None:
+            if alw_mask.dtype == torch.bool and alw_mask.numel() != n:
+                raise ValueError(f"alw_mask has {alw_mask.numel()} entries for {n} samples")
+            y_alw = y[alw_mask]
+            if y_alw.numel() and (int(y_alw.min()) < 0 or int(y_alw.max()) >= c):
+                raise ValueError(
+                    f"labels under alw_mask must lie in [0, {c - 1}] for {c} classes; "
+                    f"found {int(y_alw.min())}..{int(y_alw.max())}"
+                )
         y_lab = y[lab]
         t = self.epoch if epoch is None else epoch
         labelled = y_lab.numel() > 0
@@ -338,11 +356,18 @@ class MutualEnsemble(nn.Module):
             )
 
         out: Dict[str, Tensor] = {}
-        if labelled:
+        if ce_weight is not None and ce_weight.shape != (self.num_students, n):
+            raise ValueError(f"ce_weight must be [K={self.num_students}, N={n}], "
+                             f"got {tuple(ce_weight.shape)}")
+        if labelled and ce_weight is not None:
+            ce = [(F.cross_entropy(z[lab], y_lab, reduction="none") * w[lab]).mean()
+                  for z, w in zip(logits, ce_weight)]
+        elif labelled:
             ce = [F.cross_entropy(z[lab], y_lab) for z in logits]
         else:  # a mimicry-only step
             ce = [logits.sum() * 0.0] * self.num_students
-        peer = self.mimicry(logits, y, lab, mimic_mask, t, alw=self.alw)
+        peer = self.mimicry(logits, y, lab, mimic_mask, t, alw=self.alw,
+                            alw_rows=alw_mask if self.alw is not None else None)
 
         out["ce"] = torch.stack(ce).sum()
         out["mimic"] = peer.mimic_total

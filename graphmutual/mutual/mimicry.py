@@ -21,6 +21,14 @@ from **detached** peer logits (:func:`~graphmutual.mutual.peer_targets`), with
   :math:`-\beta\,\overline{H(\mathrm{softmax}(z_k))}` or targets smoothed towards uniform;
 * ALW's own label loss :math:`\mathcal{L}_{\mathrm{ALW}}` (:func:`~graphmutual.mutual.alw_loss`).
 
+ALW learns from the labelled samples, or from ``alw_rows`` when given: a held-out slice
+of labelled samples that the students do not fit (their peers' mixtures there are not yet
+pulled towards the labels by the students' own cross-entropy).
+
+:meth:`MimicryLoss.peer_terms` applies the same targets, divergence and warm-up to any
+other ``[K, M, C]`` distributions of the students -- e.g. node-level distributions of
+graph students (:mod:`graphmutual.mutual.graphviews`) -- without ALW's loss or entropy.
+
 An optional ``peer_mask`` ``[N, K]`` says which peers may teach on which sample (the
 recommender: a branch whose modality is missing for a row's item does not teach on it).
 Absent peers get :math:`\alpha = 0` and the others are renormalised; a student with no
@@ -233,6 +241,7 @@ class MimicryLoss:
         epoch: float = 0,
         alw: Optional[AdaptiveLogitWeighting] = None,
         peer_mask: Optional[Tensor] = None,
+        alw_rows: Optional[Tensor] = None,
     ) -> MimicryTerms:
         """The peer terms for logits ``[K, N, C]``.
 
@@ -244,6 +253,8 @@ class MimicryLoss:
             epoch: the epoch :math:`t` of the warm-up ramp.
             alw: the ALW module (``weighting="adaptive"`` only).
             peer_mask: optional ``[N, K]`` which peers may teach on which sample.
+            alw_rows: the labelled samples ALW learns from (``None``: ``labeled``), e.g. a
+                held-out slice of the training graphs that the students do not fit.
         """
         k = logits.size(0)
         zero = logits.sum() * 0.0
@@ -253,11 +264,11 @@ class MimicryLoss:
         if self.weighting != "none":
             pt = self.targets(logits, alw, peer_mask)
             if self.weighting == "adaptive":
-                rows = labeled
+                rows = labeled if alw_rows is None else alw_rows
                 if pt.has_teacher is not None:  # ALW learns where every peer can teach
                     full = pt.has_teacher.all(1)
-                    rows = labeled & full if labeled.dtype == torch.bool else \
-                        labeled[full[labeled]]
+                    rows = rows & full if rows.dtype == torch.bool else \
+                        rows[full[rows]]
                 alw_term = alw_loss(pt.mixture, y, rows)
             mm = slice(None) if mimic_mask is None else mimic_mask
             if scale > 0:
@@ -278,6 +289,30 @@ class MimicryLoss:
         stacked = torch.stack(mimic)
         total = stacked.sum() if self.reduction == "sum" else stacked.mean()
         return MimicryTerms(mimic, total, ent, alw_term, scale)
+
+    def peer_terms(
+        self,
+        logits: Tensor,
+        epoch: float = 0,
+        alw: Optional[AdaptiveLogitWeighting] = None,
+    ) -> List[Tensor]:
+        r"""Per-student mimicry terms :math:`\lambda(t)\,T^2 D(q_k \| \mathrm{softmax}(z_k/T))`
+        on any distributions ``logits`` ``[K, M, C]`` of the students (targets from their
+        detached peers, weighted as in :meth:`targets`), without ALW's loss or entropy.
+
+        Used for mimicry at a second level, e.g. the node-level distributions of graph
+        students; all zeros without mimicry or during a zero warm-up.
+        """
+        k = logits.size(0)
+        scale = self.scale(epoch)
+        if self.weighting == "none" or scale <= 0 or logits.size(1) == 0:
+            return [logits.sum() * 0.0] * k
+        target = self.targets(logits, alw).target
+        return [
+            scale * divergence(logits[j], target[j], self.divergence, self.temperature,
+                               alpha=self.renyi_alpha, balance=self.balance)
+            for j in range(k)
+        ]
 
     def __repr__(self) -> str:
         return (

@@ -57,6 +57,18 @@ class TrainConfig:
     -- as they do on the unlabelled nodes of a node-classification graph.  It is
     transductive semi-supervised learning, not the standard inductive graph protocol, so
     results with it are reported as their own rows.
+
+    Graph-specific mutual-learning variants (graph tasks only; each ``0`` = off, the
+    default; :mod:`graphmutual.mutual.graphviews`): ``node_mimic`` (weight of the peers'
+    mimicry of each other's node-level distributions, every graph student's head applied
+    to its node embeddings; needs mimicry), ``view_drop`` (each student trains on its own
+    view of every batch, with edges and float node-feature rows dropped with this
+    probability; acts on independent training too, as augmentation) and ``alw_holdout``
+    (this fraction of the training graphs, fixed per seed, is left out of the students'
+    cross-entropy and is the only data ALW's weighting learns from; the students still
+    mimic each other on it; needs ALW, i.e. GML) and ``boost`` :math:`\beta` (BGNN-style:
+    each student's cross-entropy weighs the graphs its peers' mixture misclassifies by
+    :math:`1 + \beta`; needs mimicry).
     """
 
     dataset: str = "cora"
@@ -86,6 +98,10 @@ class TrainConfig:
     pool: Optional[str] = None
     edge_features: bool = False
     transductive: bool = False
+    node_mimic: float = 0.0
+    view_drop: float = 0.0
+    alw_holdout: float = 0.0
+    boost: float = 0.0
     batch_size: Optional[int] = None
     fanout: Optional[List[int]] = None
     patience: Optional[int] = None
@@ -105,7 +121,7 @@ class TrainConfig:
             raise ConfigError("at least one student is needed")
         self.seeds = parse_seeds(self.seeds)
         for name in ("warmup", "temperature", "mimic_weight", "weight_decay", "t_min", "t_max",
-                     "lr", "entropy", "dropout"):
+                     "lr", "entropy", "dropout", "node_mimic", "view_drop", "alw_holdout", "boost"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise ConfigError(f"{name} must be a number (got {v!r})")
@@ -125,6 +141,12 @@ class TrainConfig:
             raise ConfigError(f"dropout must lie in [0, 1) (got {self.dropout})")
         if self.gat_dropout is not None and not 0.0 <= self.gat_dropout < 1.0:
             raise ConfigError(f"gat_dropout must be in [0, 1) (got {self.gat_dropout!r})")
+        for name in ("node_mimic", "boost"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        for name in ("view_drop", "alw_holdout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must lie in [0, 1) (got {getattr(self, name)})")
         if self.gin_norm is not None and self.gin_norm not in GIN_NORMS:
             raise ConfigError(f"gin_norm must be one of {GIN_NORMS} (got {self.gin_norm!r})")
         if self.pool is not None and self.pool not in POOLS:

@@ -228,6 +228,10 @@ class ResolvedConfig:
     pool: Optional[str]
     edge_features: bool
     transductive: bool
+    node_mimic: float
+    view_drop: float
+    alw_holdout: float
+    boost: float
     batch_size: Optional[int]
     eval_batch_size: Optional[int]
     fanout: Optional[Tuple[int, ...]]
@@ -272,6 +276,10 @@ def resolve_config(config: Any, dataset: Any) -> ResolvedConfig:
     if config.pool is not None and dataset.task != "graph":
         raise ValueError(f"pool={config.pool!r} applies to graph tasks only; "
                          f"'{dataset.name}' is a {dataset.task} task")
+    on = [k for k in GRAPH_VARIANTS if values.get(k)]
+    if on and dataset.task != "graph":
+        raise ValueError(f"{', '.join(on)} appl{'ies' if len(on) == 1 else 'y'} to graph "
+                         f"tasks only; '{dataset.name}' is a {dataset.task} task")
     values.update(
         method=method, kind=task.kind, task=dataset.task, students=tuple(config.students),
         seeds=tuple(config.seeds),
@@ -284,6 +292,9 @@ def resolve_config(config: Any, dataset: Any) -> ResolvedConfig:
         raise ConfigError(f"no default for {missing} on '{dataset.name}'")
     return ResolvedConfig(**values)
 
+
+#: The graph-specific mutual-learning variants (``TrainConfig`` fields; 0 = off).
+GRAPH_VARIANTS = ("node_mimic", "view_drop", "alw_holdout", "boost")
 
 #: ``ResolvedConfig`` fields that must never be ``None``.
 _CONCRETE: List[str] = [f.name for f in dataclasses.fields(ResolvedConfig) if f.name not in (

@@ -205,6 +205,22 @@ class GraphBatchTask(TrainingTask):
     the same batches.  With ``config.transductive`` (and mimicry) each training batch also
     carries an equal share of the unlabelled validation and test graphs, whose labels are
     replaced by ``-1`` and masked out of the loss.
+
+    The graph-specific variants of mutual learning (off by default; see
+    :mod:`graphmutual.mutual.graphviews`) run in :meth:`variant_step`:
+
+    * ``config.node_mimic`` :math:`\lambda_V > 0` (with mimicry): the loss gains
+      :math:`\lambda_V \sum_k \lambda(t)\,T^2 D(q^V_k \| p^V_k)` over every node of the
+      batch, the peers' mimicry of each other's node-level distributions;
+    * ``config.view_drop`` :math:`p > 0`: student :math:`k` sees its own view of each batch
+      (:func:`~graphmutual.mutual.graphviews.drop_view`, drawn from a generator seeded by
+      ``(seed, epoch)``, apart from the shuffling's), for its cross-entropy and mimicry;
+    * ``config.alw_holdout`` :math:`f > 0` (with ALW): a fraction :math:`f` of the
+      training graphs, fixed per seed, leaves the cross-entropy and is the only data ALW's
+      loss sees; the students still mimic each other on it;
+    * ``config.boost`` :math:`\beta > 0` (with mimicry): student :math:`k`'s cross-entropy
+      weighs each graph its peers' mixture misclassifies by :math:`1 + \beta`
+      (:func:`~graphmutual.mutual.graphviews.boost_weights`).
     """
 
     def __init__(self, dataset: GraphDataset, config: ResolvedConfig,
@@ -214,6 +230,16 @@ class GraphBatchTask(TrainingTask):
                              f"is a {dataset.task} task")
         super().__init__(dataset, config, device)
         self._transductive = None  # (split, flagged graphs) of the last transductive split
+        self._holdout = None  # (split, flagged graphs) of the last ALW hold-out split
+        if config.schedule == "alternating" and self._variants_on():
+            raise ValueError("node_mimic, view_drop, alw_holdout and boost need the simultaneous "
+                             "schedule (got schedule='alternating')")
+        if config.transductive and config.alw_holdout:
+            raise ValueError("alw_holdout and transductive cannot be combined")
+
+    def _variants_on(self) -> bool:
+        c = self.config
+        return bool(c.node_mimic or c.view_drop or c.alw_holdout or c.boost)
 
     def _loader(self, index, shuffle: bool, generator=None):
         from torch_geometric.loader import DataLoader
@@ -256,8 +282,76 @@ class GraphBatchTask(TrainingTask):
         batches = [torch.cat([a, b]).tolist() for a, b in zip(lab, unl)]
         return DataLoader(graphs, batch_sampler=batches)
 
+    def _holdout_loader(self, generator):
+        """Shuffled training batches whose graphs carry a ``holdout`` flag: a fraction
+        ``config.alw_holdout`` of the training graphs (at least one, fixed per seed)."""
+        from torch_geometric.loader import DataLoader
+
+        split = self.split
+        if self._holdout is None or self._holdout[0] is not split:
+            n = len(split.train)
+            pick = torch.Generator().manual_seed(self.seed * 7_919 + 17)
+            count = min(max(1, round(self.config.alw_holdout * n)), n - 1)
+            held = torch.zeros(n, dtype=torch.bool)
+            held[torch.randperm(n, generator=pick)[:count]] = True
+            graphs = []
+            for g, h in zip(self.dataset.data[split.train], held.tolist()):
+                g = g.clone()
+                g.holdout = torch.tensor([h])
+                graphs.append(g)
+            self._holdout = (split, graphs)
+        return DataLoader(self._holdout[1], batch_size=self.config.batch_size, shuffle=True,
+                          generator=generator)
+
     def val_labels(self):
         return torch.cat([b.y.reshape(-1) for b in self._loader(self.split.val, False)])
+
+    def variant_step(self, cohort: MutualEnsemble, optimizer: torch.optim.Optimizer, batch,
+                     mask: Optional[Tensor], view_gen: torch.Generator) -> Dict[str, Tensor]:
+        """One step with the graph variants of ``config`` (see the class docstring)."""
+        from contextlib import nullcontext
+
+        from graphmutual.mutual.graphviews import (
+            NodeEmbeddingTap,
+            boost_weights,
+            drop_view,
+            node_logits,
+        )
+
+        c = self.config
+        node = c.node_mimic > 0 and cohort.weighting != "none"
+        alw_mask = None
+        if c.alw_holdout > 0 and cohort.alw is not None:
+            alw_mask = batch.holdout.view(-1)  # (never with transductive batches)
+            mask = ~alw_mask
+        edge_attr = batch.get("edge_attr")
+        optimizer.zero_grad(set_to_none=True)
+        tap = NodeEmbeddingTap(cohort.students) if node else nullcontext()
+        with tap:
+            if c.view_drop > 0:
+                cohort.check_inputs(batch.x, batch.edge_index)
+                outs = []
+                for k in range(cohort.num_students):
+                    x, ei, ea = drop_view(batch.x, batch.edge_index, edge_attr, c.view_drop,
+                                          view_gen)
+                    outs.append(cohort.call_student(k, x, ei, batch=batch.batch,
+                                                    edge_attr=ea))
+                logits = cohort.stack(outs)
+            else:
+                logits = cohort(batch.x, batch.edge_index, batch=batch.batch,
+                                edge_attr=edge_attr)
+        ce_weight = (boost_weights(logits, batch.y, cohort.mimicry, c.boost, cohort.alw)
+                     if c.boost > 0 and cohort.weighting != "none" else None)
+        losses = cohort.loss(logits, batch.y, mask, alw_mask=alw_mask, ce_weight=ce_weight)
+        if node:
+            terms = cohort.mimicry.peer_terms(
+                node_logits(list(cohort.students), tap.embeddings), cohort.epoch, cohort.alw)
+            node_term = c.node_mimic * torch.stack(terms).sum()
+            losses["node_mimic"] = node_term
+            losses["total"] = losses["total"] + node_term
+        losses["total"].backward()
+        optimizer.step()
+        return losses
 
     def train_epoch(self, cohort, optimizer, epoch):
         cohort.train()
@@ -266,14 +360,21 @@ class GraphBatchTask(TrainingTask):
         totals: Dict[str, float] = {}
         batches = 0
         transductive = self.config.transductive and cohort.weighting != "none"
+        holdout = self.config.alw_holdout > 0 and cohort.alw is not None
+        variants = self._variants_on()
+        view_gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 500_000_003)
         loader = (self._transductive_loader(gen) if transductive
+                  else self._holdout_loader(gen) if holdout
                   else self._loader(self.split.train, True, gen))
         for batch in loader:
             batch = batch.to(self.device)
-            kwargs = {"batch": batch.batch, "edge_attr": batch.get("edge_attr")}
             mask = batch.labelled if transductive else None
-            losses = _step(cohort, optimizer, (batch.x, batch.edge_index), batch.y, mask,
-                           kwargs)
+            if variants:
+                losses = self.variant_step(cohort, optimizer, batch, mask, view_gen)
+            else:
+                kwargs = {"batch": batch.batch, "edge_attr": batch.get("edge_attr")}
+                losses = _step(cohort, optimizer, (batch.x, batch.edge_index), batch.y, mask,
+                               kwargs)
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach())
             batches += 1
