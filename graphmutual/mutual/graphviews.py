@@ -104,7 +104,8 @@ def node_logits(students: Sequence[GraphStudent], embeddings: Sequence[Tensor]) 
     r"""Node-level logits ``[K, N, C]``: each student's head (after its dropout) applied to
     its own node embeddings, :math:`\mathrm{head}_k(h^{(k)}_v)`."""
     if any(h is None for h in embeddings):
-        raise ValueError("no node embeddings recorded: run the students inside the tap")
+        raise ValueError("no node embeddings recorded: run the students one by one inside "
+                             "the tap (the fused pass does not call their node models)")
     outs = [s.head(s.dropout(h)) for s, h in zip(students, embeddings)]
     shapes = {tuple(o.shape) for o in outs}
     if len(shapes) > 1:

@@ -337,6 +337,12 @@ class GraphBatchTask(TrainingTask):
                     outs.append(cohort.call_student(k, x, ei, batch=batch.batch,
                                                     edge_attr=ea))
                 logits = cohort.stack(outs)
+            elif node:  # the tap reads each student's own node embeddings: no fused pass
+                cohort.check_inputs(batch.x, batch.edge_index)
+                logits = cohort.stack([
+                    cohort.call_student(k, batch.x, batch.edge_index, batch=batch.batch,
+                                        edge_attr=edge_attr)
+                    for k in range(cohort.num_students)])
             else:
                 logits = cohort(batch.x, batch.edge_index, batch=batch.batch,
                                 edge_attr=edge_attr)
