@@ -169,3 +169,16 @@ python benchmarks/scale/bench_distributed.py --dataset cora --epochs 30 \
     --out benchmarks/results/scale_distributed
 python benchmarks/scale/bench_distributed.py --dataset mutag --root "$DATA" --epochs 20 \
     --out benchmarks/results/scale_distributed_mutag
+
+# (6) graph classification against plain PyG (issue 17 section 1): the reference scripts
+#     and graphmutual of the same shape, side by side; every command, seed list and the
+#     diagnosis runs are in benchmarks/results/reference/README.md ("Commands")
+#     bash benchmarks/reference/side_by_side.sh DATA_ROOT RUN_DIR ogb:ogbg-molbace:0,1,2,3,4:50 ...
+# (7) graph-specific mutual-learning variants (issue 17 section 2): the exact bench commands
+#     head each benchmarks/results/bench/graph-variants-*.md; the paired tables:
+python benchmarks/tools/paired_wins.py benchmarks/results/bench/graph-variants-mutag.json \
+    benchmarks/results/bench/graph-variants-mutag-node-mimic.json \
+    benchmarks/results/bench/graph-variants-mutag-alw-holdout.json \
+    benchmarks/results/bench/graph-variants-mutag-view-drop.json \
+    benchmarks/results/bench/graph-variants-mutag-boost.json \
+    --baselines independent,dml,gml --name graph-variants-mutag-paired
