@@ -4,11 +4,11 @@
 # Usage: benchmarks/reference/side_by_side.sh DATA_ROOT RUN_DIR JOB...
 #   JOB = ogb:<dataset>:<seeds>:<epochs>  (e.g. ogb:ogbg-molbace:0,1,2,3,4:50)
 #         tu:<DATASET>:<folds>:<epochs>   (e.g. tu:MUTAG:0-9:100)
-# Reference JSON goes to benchmarks/results/reference/raw/, graphmutual runs to RUN_DIR.
+# Reference JSON goes to benchmarks/results/reference/runs/, graphmutual runs to RUN_DIR.
 set -euo pipefail
 ROOT=$1; RUNS=$2; shift 2
 HERE=$(cd "$(dirname "$0")/../.." && pwd)
-RAW=$HERE/benchmarks/results/reference/raw
+RAW=$HERE/benchmarks/results/reference/runs
 mkdir -p "$RAW" "$RUNS"
 export OMP_NUM_THREADS=1 PYTHONPATH=$HERE
 seeds_of() { case $1 in *-*) seq "${1%-*}" "${1#*-}";; *) tr , '\n' <<<"$1";; esac; }
