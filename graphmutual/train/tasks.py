@@ -328,21 +328,18 @@ class GraphBatchTask(TrainingTask):
         optimizer.zero_grad(set_to_none=True)
         tap = NodeEmbeddingTap(cohort.students) if node else nullcontext()
         with tap:
-            if c.view_drop > 0:
+            if c.view_drop > 0 or node:
+                # student by student: each sees its own view, or the tap reads each one's
+                # node embeddings (the fused pass never calls a node model)
                 cohort.check_inputs(batch.x, batch.edge_index)
                 outs = []
                 for k in range(cohort.num_students):
-                    x, ei, ea = drop_view(batch.x, batch.edge_index, edge_attr, c.view_drop,
-                                          view_gen)
+                    x, ei, ea = (drop_view(batch.x, batch.edge_index, edge_attr, c.view_drop,
+                                           view_gen) if c.view_drop > 0
+                                 else (batch.x, batch.edge_index, edge_attr))
                     outs.append(cohort.call_student(k, x, ei, batch=batch.batch,
                                                     edge_attr=ea))
                 logits = cohort.stack(outs)
-            elif node:  # the tap reads each student's own node embeddings: no fused pass
-                cohort.check_inputs(batch.x, batch.edge_index)
-                logits = cohort.stack([
-                    cohort.call_student(k, batch.x, batch.edge_index, batch=batch.batch,
-                                        edge_attr=edge_attr)
-                    for k in range(cohort.num_students)])
             else:
                 logits = cohort(batch.x, batch.edge_index, batch=batch.batch,
                                 edge_attr=edge_attr)
