@@ -4,25 +4,24 @@
   check is cached on the identity and in-place version counter of ``x`` and
   ``edge_index`` (as :class:`~graphmutual.nn.FusedCohort` caches the graph), so a training
   loop that feeds the same tensors every epoch pays for it once.
-* :func:`is_graph_free` tells students that take no graph (called with ``x`` only).
+* :func:`is_graph_free` (defined in :mod:`graphmutual.nn.signature`, re-exported here)
+  tells students that take no graph (called with ``x`` only).
 
 This module sits below :mod:`graphmutual.data` (``mutual`` must not import it); the index
 checks are :mod:`graphmutual.ops`' own.
 """
 from __future__ import annotations
 
-import inspect
 import weakref
 from typing import Any, Optional, Tuple
 
 import torch
-from torch import Tensor, nn
-from torch_geometric.nn.models import MLP as PyGMLP
+from torch import Tensor
 
+from graphmutual.nn.signature import GRAPH_KWARGS, graph_free_kwargs, is_graph_free
 from graphmutual.ops._validate import check_range
 
 #: Keyword arguments that describe the graph; graph-free students never receive them.
-GRAPH_KWARGS = ("edge_index", "edge_attr", "edge_weight", "adj_t")
 
 
 def _fail(msg: str) -> None:
@@ -116,40 +115,4 @@ class InputGuard:
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(cached={self._key is not None})"
 
-
-def is_graph_free(student: nn.Module) -> bool:
-    """Whether ``student`` takes node features only (and is called as ``student(x)``).
-
-    In order: the student's own ``graph_free`` attribute if it has one; ``True`` for PyG's
-    :class:`~torch_geometric.nn.models.MLP` (whose second argument is ``batch``, not a graph)
-    and its subclasses; otherwise ``True`` when ``forward`` has no ``edge_index`` parameter,
-    no ``*args`` and no second required positional parameter.
-    """
-    flag = getattr(student, "graph_free", None)
-    if flag is not None:
-        return bool(flag)
-    if isinstance(student, PyGMLP):
-        return True
-    try:
-        params = list(inspect.signature(student.forward).parameters.values())
-    except (TypeError, ValueError):  # builtins, scripted modules
-        return False
-    if any(p.name == "edge_index" or p.kind == p.VAR_POSITIONAL for p in params):
-        return False
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if not positional:
-        return False
-    return all(p.default is not p.empty for p in positional[1:])
-
-
-def graph_free_kwargs(student: nn.Module, kwargs: dict) -> dict:
-    """The keyword arguments a graph-free student accepts (never the graph's)."""
-    if not kwargs:
-        return kwargs
-    try:
-        params = inspect.signature(student.forward).parameters
-    except (TypeError, ValueError):
-        return {}
-    var_kw = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    return {k: v for k, v in kwargs.items()
-            if k not in GRAPH_KWARGS and (var_kw or k in params)}
+__all__ = ["InputGuard", "GRAPH_KWARGS", "graph_free_kwargs", "is_graph_free"]

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
+from graphmutual.nn.signature import graph_free_kwargs, is_graph_free
+
 POOLS = {"mean": global_mean_pool, "add": global_add_pool, "sum": global_add_pool,
          "max": global_max_pool}
 
@@ -23,7 +25,10 @@ class GraphStudent(nn.Module):
     """Wrap a node-level model into a graph classifier.
 
     Args:
-        node_model: maps ``(x, edge_index)`` to node embeddings ``[N, H]``.
+        node_model: maps ``(x, edge_index)`` to node embeddings ``[N, H]``.  A graph-free
+            node model (:func:`~graphmutual.nn.signature.is_graph_free`, e.g. PyG's ``MLP``)
+            is called with ``x`` only, plus ``batch=`` when its ``forward`` takes it (so
+            ``MLP(norm="graph_norm")`` normalises per graph).
         hidden_channels: ``H``, the width of the node embeddings.
         out_channels: number of classes ``C``.
         pool: ``"mean"``, ``"add"``/``"sum"`` or ``"max"``.
@@ -59,6 +64,7 @@ class GraphStudent(nn.Module):
         self.encoder = encoder
         self.edge_encoder = edge_encoder
         self.node_model = node_model
+        self.graph_free = is_graph_free(node_model)
         self.pool_name = pool
         self.pool = POOLS[pool]
         self.dropout = nn.Dropout(dropout)
@@ -87,7 +93,9 @@ class GraphStudent(nn.Module):
             x = self.encoder(x)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-        if self.edge_encoder is None:
+        if self.graph_free:
+            h = self.node_model(x, **graph_free_kwargs(self.node_model, {"batch": batch}))
+        elif self.edge_encoder is None:
             h = self.node_model(x, edge_index)
         elif edge_attr is None:
             raise ValueError(f"student '{self.name}' reads edge features but got no edge_attr")
