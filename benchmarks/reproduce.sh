@@ -182,3 +182,15 @@ python benchmarks/tools/paired_wins.py benchmarks/results/bench/graph-variants-m
     benchmarks/results/bench/graph-variants-mutag-view-drop.json \
     benchmarks/results/bench/graph-variants-mutag-boost.json \
     --baselines independent,dml,gml --name graph-variants-mutag-paired
+
+# (8) OGB-sized ogbg-molhiv (GIN/GCN 300 x 5, bond features, 100 epochs) -- for a GPU
+#     machine; never run on the CPU machines these tables come from. Uncomment there:
+# python -m graphmutual train --config benchmarks/configs/graph-ogb-molhiv-gpu.yaml \
+#     --dataset ogbg-molhiv --root "$DATA" --method independent --seeds 0,1,2 --device cuda \
+#     --output runs/molhiv-ogb-independent
+# python -m graphmutual train --config benchmarks/configs/graph-ogb-molhiv-gpu.yaml \
+#     --dataset ogbg-molhiv --root "$DATA" --method dml --seeds 0,1,2 --device cuda \
+#     --output runs/molhiv-ogb-dml
+# python -m graphmutual train --config benchmarks/configs/graph-ogb-molhiv-gpu.yaml \
+#     --dataset ogbg-molhiv --root "$DATA" --method gml --seeds 0,1,2 --device cuda \
+#     --output runs/molhiv-ogb-gml
