@@ -185,7 +185,7 @@ def test_enzymes_uses_standardised_node_attributes(tmp_dataset_copy):
     assert bool((labels.sum(dim=1) == 1).all())  # the node labels stay one-hot, unscaled
     assert "18 standardised continuous node attributes" in ds.notes
     assert "standardised over the dataset by graphmutual" in ds.input_features
-    assert ds.input_transform is None and not ds.builds_features
+    assert ds.builds_features and ds.input_transform["name"] == "StandardizeColumns"
     # a graph sliced out of the dataset sees the same standardised values
     assert torch.equal(ds.data[0].x, x[: ds.data[0].num_nodes])
 

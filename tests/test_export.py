@@ -233,6 +233,39 @@ def test_featureless_dataset_records_how_its_features_are_built(tmp_dataset_copy
         {"name": "NormalizeFeatures", "kwargs": {}}]
 
 
+def test_standardised_attributes_travel_with_the_student(tmp_dataset_copy, tmp_path):
+    """ENZYMES: the training statistics of the standardised attributes travel with the
+    student, so a raw graph from the TU files is scaled exactly like the training graphs."""
+    from torch_geometric.datasets import TUDataset
+
+    from graphmutual.data import load_dataset
+    from graphmutual.train.export import preprocess_steps
+
+    root = tmp_dataset_copy("TUDataset/ENZYMES")
+    ds = load_dataset("enzymes", root)
+    steps = preprocess_steps(ds)
+    assert [s["name"] for s in steps] == ["StandardizeColumns"]
+    assert len(steps[0]["kwargs"]["mean"]) == len(steps[0]["kwargs"]["std"]) == 18
+    student = GraphStudent(build_student("gin", ds.num_features, 8, 8, 2), 8, ds.num_classes)
+    export_student(student, tmp_path / "e.pt", preprocess=steps)
+    raw = TUDataset(str(root / "TUDataset"), "ENZYMES", use_node_attr=True)[5]
+    assert not torch.allclose(raw.x, ds.data[5].x)  # the raw file is not standardised
+    out = load_transform(tmp_path / "e.pt")(raw.clone())
+    torch.testing.assert_close(out.x, ds.data[5].x)
+    torch.testing.assert_close(out.x[:, 18:], raw.x[:, 18:])  # one-hot labels untouched
+
+
+def test_standardize_columns_checks_its_statistics():
+    from graphmutual.data.transforms import StandardizeColumns
+
+    with pytest.raises(ValueError, match="as many means as stds"):
+        StandardizeColumns([0.0, 1.0], [1.0])
+    with pytest.raises(ValueError, match="positive finite stds"):
+        StandardizeColumns([0.0], [0.0])
+    with pytest.raises(ValueError, match=r"\[N, >= 2\]"):
+        StandardizeColumns([0.0, 0.0], [1.0, 1.0])(Data(x=torch.zeros(3, 1)))
+
+
 # -------------------------------------------------------------------------- safety
 def crafted(tmp_path, marker, **fields):
     state = {"format": FORMAT, "class": "subprocess.Popen",

@@ -61,10 +61,12 @@ class GraphDataset:
             dataset's own features, as stored), or what the loader made of them, e.g.
             ``"one-hot degree (0..135), built by graphmutual: the dataset has no node
             features"``.  The CLI prints it and records it in ``results.json``.
-        input_transform: when graphmutual *builds* the features (featureless datasets), the
-            PyG transform that does it as plain data, ``{"name": "OneHotDegree", "kwargs":
-            {"max_degree": 135}}`` (the format of an exported student's ``preprocess``
-            steps); ``None`` when the features are the dataset's own.
+        input_transform: when graphmutual *builds or rescales* the features, the transform
+            that does it as plain data (the format of an exported student's ``preprocess``
+            steps): ``{"name": "OneHotDegree", "kwargs": {"max_degree": 135}}`` on featureless
+            datasets, ``{"name": "StandardizeColumns", "kwargs": {"mean": [...], "std":
+            [...]}}`` for TU continuous attributes; ``None`` when the features are the
+            dataset's own, as stored.
     """
 
     name: str
@@ -102,7 +104,7 @@ class GraphDataset:
 
     @property
     def builds_features(self) -> bool:
-        """``True`` when the node features are built by graphmutual, not read from the data."""
+        """``True`` when graphmutual built or rescaled the node features (``input_transform``)."""
         return self.input_transform is not None
 
     @property

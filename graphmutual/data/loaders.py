@@ -41,6 +41,7 @@ from graphmutual.data.splits import (
     per_class_random_split,
     stratified_kfold_split,
 )
+from graphmutual.data.transforms import StandardizeColumns
 from graphmutual.data.validate import validate_graph, validate_graph_dataset
 
 __all__ = [
@@ -310,13 +311,6 @@ def _tu_max_degree(ds: Any) -> int:
     return max_degree
 
 
-def _standardise_columns(x: torch.Tensor, num_columns: int) -> None:
-    """Standardise ``x[:, :num_columns]`` in place (constant columns are only centred)."""
-    block = x[:, :num_columns]
-    std = block.std(dim=0, unbiased=False)
-    block.sub_(block.mean(dim=0)).div_(torch.where(std > 0, std, torch.ones_like(std)))
-
-
 def load_tu(name: str, pyg_name: str, root: Path, download: bool = True) -> GraphDataset:
     r"""TU graph classification (MUTAG, PROTEINS, ENZYMES, IMDB-BINARY, NCI1, ...).
 
@@ -340,7 +334,9 @@ def load_tu(name: str, pyg_name: str, root: Path, download: bool = True) -> Grap
     input_features, input_transform = "raw", None
     num_attributes = int(ds.num_node_attributes)
     if num_attributes > 0:
-        _standardise_columns(ds._data.x, num_attributes)
+        standardise = StandardizeColumns.fit(ds._data.x, num_attributes)
+        standardise.apply_(ds._data.x)
+        input_transform = standardise.as_step()
         notes = (f"x = {num_attributes} standardised continuous node attributes + "
                  f"{ds.num_node_labels} one-hot node labels")
         input_features = (f"{num_attributes} continuous node attributes standardised over the "

@@ -77,7 +77,7 @@ ALLOWED_CLASSES = (
     "ogb.graphproppred.mol_encoder.AtomEncoder", "ogb.graphproppred.mol_encoder.BondEncoder",
 )
 #: The PyG transforms a file's ``preprocess`` may name.
-ALLOWED_TRANSFORMS = ("NormalizeFeatures", "OneHotDegree")
+ALLOWED_TRANSFORMS = ("NormalizeFeatures", "OneHotDegree", "StandardizeColumns")
 #: The children a :class:`~graphmutual.nn.GraphStudent` is built from.
 GRAPH_CHILDREN = ("node_model", "encoder", "edge_encoder")
 
@@ -356,10 +356,10 @@ def _check_preprocess(steps: Any, path) -> List[Dict[str, Any]]:
 def preprocess_steps(dataset: Any, normalize_features: bool = False) -> List[Dict[str, Any]]:
     """The ``preprocess`` steps of a student trained on ``dataset`` (a
     :class:`~graphmutual.data.GraphDataset`): the transform that builds its features when the
-    dataset has none (``dataset.input_transform``, e.g. one-hot degrees), then
-    ``NormalizeFeatures`` when the trainer row-normalised them.  Pass the result to
-    :func:`export_student`; ``dataset.input_features`` says the rest in words (e.g. TU
-    attributes standardised over the dataset, which no stock transform repeats)."""
+    dataset has none or that rescales them (``dataset.input_transform``), then
+    ``NormalizeFeatures`` when the trainer row-normalised them.  TU continuous attributes,
+    standardised over the dataset, travel as a ``StandardizeColumns`` step with the training
+    statistics.  Pass the result to :func:`export_student`."""
     steps = []
     if getattr(dataset, "input_transform", None) is not None:
         steps.append(dict(dataset.input_transform))
@@ -373,8 +373,11 @@ def build_transform(steps: Sequence[Dict[str, Any]]) -> Callable:
     :class:`~torch_geometric.data.Data` to the inputs the student was trained on."""
     import torch_geometric.transforms as T
 
+    from graphmutual.data.transforms import TRANSFORMS
+
     steps = _check_preprocess(list(steps), "preprocess")
-    return T.Compose([getattr(T, s["name"])(**s["kwargs"]) for s in steps])
+    return T.Compose([TRANSFORMS.get(s["name"], getattr(T, s["name"], None))(**s["kwargs"])
+                      for s in steps])
 
 
 # ------------------------------------------------------------------------- public API
