@@ -797,16 +797,24 @@ class FusedCohort:
         return g
 
     def trim_support(self) -> Optional[str]:
-        """Why a call with ``num_sampled_nodes`` cannot trim the layers now (``None`` if it
-        can): every graph student's layers must compute each node's output from that node's
-        row only, which rules out batch norm in training mode and PyG's graph-wise norms
-        (the students' current ``training`` flags count)."""
+        """Which students a call with ``num_sampled_nodes`` runs on the whole subgraph
+        instead of trimmed layers (``None``: all are trimmed).
+
+        A student is trimmed when each node's output depends on that node's rows only;
+        batch norm in training mode (e.g. in the MLPs of PyG's ``GIN``) and PyG's
+        graph-wise norms compute statistics over all rows, so such a student computes every
+        layer on the whole subgraph (its seeds' logits are still returned; the students'
+        current ``training`` flags count).
+        """
+        names = []
         for k, s in enumerate(self.students):
             m = s.node_model if isinstance(s, GraphStudent) else s
             if isinstance(m, BasicGNN) and not _row_independent(m):
-                return (f"student {k} ({type(m).__name__}) normalises over the rows of a "
-                        "batch (batch norm in training mode, or a graph-wise norm)")
-        return None
+                names.append(f"{k} ({getattr(m, 'name', None) or type(m).__name__})")
+        if not names:
+            return None
+        return (f"student(s) {', '.join(names)} normalise over the rows of a batch (batch "
+                "norm in training mode, or a graph-wise norm): not trimmed")
 
     @staticmethod
     def _x_cache(g: _Graph, x: Tensor) -> Dict[str, Optional[Tensor]]:
@@ -860,9 +868,8 @@ class FusedCohort:
         ordered by hop, seeds first, as :class:`~graphmutual.data.sampling.NeighborSampler`
         and PyG's ``NeighborLoader`` give them): the nodes added per hop. Only the seeds'
         logits ``[num_sampled_nodes[0], C]`` are returned, and every layer computes only
-        the rows later layers need (exact; see the module docs), unless
-        :meth:`trim_support` says why not: then all rows are computed and the seeds' rows
-        returned.
+        the rows later layers need (exact; see the module docs), except for the students
+        :meth:`trim_support` names, which compute every row.
         """
         if x.dim() != 2:
             raise ValueError(f"x must be [N, F], got {tuple(x.shape)}")
@@ -914,7 +921,8 @@ class FusedCohort:
         shared by all of them, if any, whose first-layer aggregations may be cached).
 
         ``hops``: nodes per hop of a hop-ordered sampled subgraph; the outputs are then the
-        seeds' rows only, computed on trimmed layers when every model allows it.
+        seeds' rows only, each model computed on trimmed layers when its rows are
+        independent (else on the whole subgraph).
         """
         n = inputs[0].size(0) if inputs else 0
         gnn = [k for k, m in enumerate(models) if isinstance(m, BasicGNN)]
@@ -931,32 +939,45 @@ class FusedCohort:
                 outs[k] = m(inputs[k], edge_index)[:seeds]
         if not gnn:
             return outs  # type: ignore[return-value]
-        depth = max(models[k].num_layers for k in gnn)
-        sizes = None
-        if hops is not None and all(_row_independent(models[k]) for k in gnn):
-            sizes = _layer_sizes(hops, depth)
-        g = self.graph(edge_index, n, inputs[gnn[0]].dtype, transpose=sizes is None)
-        h: Dict[int, Tensor] = {k: inputs[k] for k in gnn}
-        if sizes is not None:  # the first layer reads the nodes within `depth` hops only
-            src = sizes[0][1]
-            x0s = None if x0 is None else _rows(x0, src)
-            h = {k: x0s if x0s is not None and t is x0 else _rows(t, src)
-                 for k, t in h.items()}
-            x0 = x0s
+        # each student's layers: trimmed to what its later layers need when its rows are
+        # independent, else the whole subgraph (rows that share a structure share a plan)
+        sizes: Dict[int, Optional[List[Tuple[int, int]]]] = {
+            k: _layer_sizes(hops, models[k].num_layers)
+            if hops is not None and _row_independent(models[k]) else None for k in gnn}
+        full = any(v is None for v in sizes.values())
+        g = self.graph(edge_index, n, inputs[gnn[0]].dtype, transpose=full)
+        x0_rows: Dict[int, Optional[Tensor]] = {n: x0}
+
+        def shared_input(rows: int) -> Optional[Tensor]:
+            if rows not in x0_rows:  # one slice per row count: is_input() needs identity
+                x0_rows[rows] = None if x0 is None else x0[:rows]
+            return x0_rows[rows]
+
+        h: Dict[int, Tensor] = {}
+        for k in gnn:
+            rows = n if sizes[k] is None else sizes[k][0][1]
+            h[k] = shared_input(rows) if x0 is not None and inputs[k] is x0 \
+                else _rows(inputs[k], rows)
         jk_xs: Dict[int, List[Tensor]] = {k: [] for k in gnn}
+        depth = max(models[k].num_layers for k in gnn)
         for i in range(depth):
             active = [k for k in gnn if i < models[k].num_layers]
-            layer = g
-            if sizes is not None:
-                layer = g.trimmed(*sizes[i])
-                if torch.is_grad_enabled():
-                    layer.csr.transpose()
-            plan = LayerPlan(self, layer, x0, first=i == 0, trimmed=sizes is not None)
+            plans: Dict[Optional[Tuple[int, int]], LayerPlan] = {}
             states = []
             for k in active:
+                key = None if sizes[k] is None else sizes[k][i]
+                plan = plans.get(key)
+                if plan is None:
+                    layer = g if key is None else g.trimmed(*key)
+                    if key is not None and torch.is_grad_enabled():
+                        layer.csr.transpose()
+                    rows = n if key is None else key[1]
+                    plan = plans[key] = LayerPlan(self, layer, shared_input(rows), first=i == 0,
+                                                  trimmed=key is not None)
                 conv = models[k].convs[i]
                 states.append(CONV_ADAPTERS[type(conv)].begin(conv, h[k], plan))
-            plan.run()
+            for plan in plans.values():
+                plan.run()
             for k, state in zip(active, states):
                 m = models[k]
                 conv = m.convs[i]
@@ -970,7 +991,7 @@ class FusedCohort:
             m = models[k]
             if hasattr(m, "jk"):
                 xs = jk_xs[k]
-                if sizes is not None:  # trimmed layers have fewer rows, the seeds first
+                if seeds is not None:  # trimmed layers have fewer rows, the seeds first
                     xs = [t[:seeds] for t in xs]
                 out = m.jk(xs)
             else:

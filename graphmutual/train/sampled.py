@@ -30,8 +30,9 @@ trimming**: the batch's ``num_sampled_nodes`` (nodes per hop, seeds first) go to
 :class:`~graphmutual.nn.FusedCohort`, which normalises on the whole subgraph once and lets
 layer :math:`l` of :math:`L` compute only the nodes within :math:`L-1-l` hops of the seeds (the
 last layer the seeds only); the seeds' logits equal those of the untrimmed cohort and of the
-students run one by one. Students that normalise over a batch's rows (batch norm in training)
-run untrimmed. ``trim=False`` turns trimming off; cohorts that do not fuse run student by
+students run one by one. Students that normalise over a batch's rows (batch norm in training,
+as in the MLPs of PyG's ``GIN``) compute every layer on the whole subgraph, the others are
+trimmed. ``trim=False`` turns trimming off; cohorts that do not fuse run student by
 student on the whole subgraph, as before.
 """
 
@@ -159,18 +160,19 @@ class SampledNodeRunner:
                           batch_size=self.batch_size, shuffle=True)
 
     def trims(self, cohort: MutualEnsemble, batch: Data) -> bool:
-        """Whether :meth:`seed_logits` runs ``cohort`` on trimmed layers for ``batch``: a
-        fused cohort (``fused="auto"`` or ``True``, every student supported), a batch that
-        carries its nodes per hop, and students that allow it
-        (:meth:`~graphmutual.nn.FusedCohort.trim_support`)."""
+        """Whether :meth:`seed_logits` hands ``batch``'s nodes per hop to ``cohort``'s fused
+        pass, which then trims the layers of every student that allows it (see
+        :meth:`~graphmutual.nn.FusedCohort.trim_support`): ``trim`` is on, the cohort is
+        fused (``fused="auto"`` or ``True``, every student supported) and the batch carries
+        ``num_sampled_nodes`` with its seeds first."""
         hops = getattr(batch, "num_sampled_nodes", None)
         fused = getattr(cohort, "_fused", None)  # MutualEnsemble's fused cohort, if built
-        if not self.trim or hops is None or fused is None or not isinstance(hops, (list, tuple)):
+        if not self.trim or fused is None or not isinstance(hops, (list, tuple)) or not hops:
             return False
-        if not hops or int(hops[0]) != int(batch.batch_size):
+        if int(hops[0]) != int(batch.batch_size):
             return False
-        return (fused.serves(cohort.students) and fused.trim_support() is None
-                and fused.accepts(batch.x, batch.edge_index, num_sampled_nodes=hops))
+        return fused.serves(cohort.students) and fused.accepts(
+            batch.x, batch.edge_index, num_sampled_nodes=hops)
 
     def seed_logits(self, cohort: MutualEnsemble, batch: Data) -> Tensor:
         """Every student's logits on the batch's seed nodes, ``[K, batch_size, C]`` (on
