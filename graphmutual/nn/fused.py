@@ -91,9 +91,29 @@ are called one by one); the node models run fused as above; the readout is one p
 call per pooling function over the students' embeddings side by side; dropout and head
 are each student's own modules.
 
+**Sampled subgraphs: exact per-layer trimming.** On a neighbour-sampled subgraph whose
+nodes are ordered by hop (seeds first, then the nodes first reached at hop 1, 2, ...: the
+layout of :class:`~graphmutual.data.sampling.NeighborSampler` and PyG's
+``NeighborLoader``), ``cohort(x, edge_index, num_sampled_nodes=[n_0, n_1, ...])`` returns the
+seeds' logits only. With :math:`c_h = n_0 + \dots + n_h` the nodes within :math:`h` hops,
+layer :math:`l` of an :math:`L`-layer student maps the :math:`c_{L-l}` rows of its input to
+the :math:`c_{L-1-l}` rows later layers read (the last layer: the seeds), as a bipartite
+aggregation over a **prefix of the cached CSR**: the CSR is sorted by destination, so the
+first :math:`c_{L-1-l}` rows keep *all* their in-edges, and their sources are all within
+:math:`c_{L-l}` (checked; a subgraph not ordered by hop raises ``ValueError``). The edge
+weights are those of the whole subgraph, computed once: GCN's :math:`\hat d` counts every
+in-edge of a node, also of a source whose own row the layer drops; GAT's softmax and GIN's
+sum run over all in-edges of a kept row. So the seeds' logits and gradients equal the
+untrimmed ones (PyG's ``trim_to_layer`` instead normalises the trimmed edges, which changes
+GCN's degrees). A student whose layers mix rows -- batch norm in training mode (also inside
+GIN's MLPs) or PyG's graph-wise norms -- computes every layer on the whole subgraph (exact
+too; :meth:`FusedCohort.trim_support` names such students); the other students of the same
+cohort are still trimmed.
+
 Not supported: GraphSAGE and other convolutions, ``GATv2``, edge weights / edge features
-(``GINEConv``, GAT with ``edge_dim``, graph students with an edge encoder), bipartite or
-sampled (``num_sampled_*``) inputs, ``torch.jit``-scripted students.
+(``GINEConv``, GAT with ``edge_dim``, graph students with an edge encoder), bipartite
+``(x_src, x_dst)`` inputs (sampled subgraphs go through ``num_sampled_nodes`` above),
+``torch.jit``-scripted students.
 
 Dropout: the fused path applies dropout in the same places as the students (after each
 hidden layer's activation, and GAT's attention dropout), using each module's ``training``
