@@ -985,7 +985,7 @@ class FusedCohort:
             plans: Dict[Optional[Tuple[int, int]], LayerPlan] = {}
             states = []
             for k in active:
-                key = None if sizes[k] is None else sizes[k][i]
+                key = None if sizes[k] is None or sizes[k][i] == (n, n) else sizes[k][i]
                 plan = plans.get(key)
                 if plan is None:
                     layer = g if key is None else g.trimmed(*key)
