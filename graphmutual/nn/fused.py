@@ -964,8 +964,7 @@ class FusedCohort:
         sizes: Dict[int, Optional[List[Tuple[int, int]]]] = {
             k: _layer_sizes(hops, models[k].num_layers)
             if hops is not None and _row_independent(models[k]) else None for k in gnn}
-        full = any(v is None for v in sizes.values())
-        g = self.graph(edge_index, n, inputs[gnn[0]].dtype, transpose=full)
+        g = self.graph(edge_index, n, inputs[gnn[0]].dtype, transpose=False)
         x0_rows: Dict[int, Optional[Tensor]] = {n: x0}
 
         def shared_input(rows: int) -> Optional[Tensor]:
@@ -989,8 +988,8 @@ class FusedCohort:
                 plan = plans.get(key)
                 if plan is None:
                     layer = g if key is None else g.trimmed(*key)
-                    if key is not None and torch.is_grad_enabled():
-                        layer.csr.transpose()
+                    if torch.is_grad_enabled():
+                        layer.csr.transpose()  # cached: the backward reuses it
                     rows = n if key is None else key[1]
                     plan = plans[key] = LayerPlan(self, layer, shared_input(rows), first=i == 0,
                                                   trimmed=key is not None)
