@@ -215,9 +215,9 @@ def write(out: str, rows: list) -> None:
             f"| {r['sample_ms']} | {r['build_ms']} | {r['transpose_ms']} | {share:.1%} "
             f"| {r['wall_ms_per_step']} | {r['subgraph_nodes']} / {r['subgraph_edges']} "
             f"| {r['extra_train_mib']} | {r['steps_timed']} |")
+    hops = {r["nodes"]: r["hops_first_batch"] for r in rows if "hops_first_batch" in r}
     lines += ["", "Nodes per hop of the first timed batch (seeds, hop 1, hop 2): "
-              + "; ".join(f"{r['nodes']}: {r['hops_first_batch']}" for r in rows
-                          if r.get("mode") == "trimmed" and "hops_first_batch" in r)]
+              + "; ".join(f"{n} nodes: {h}" for n, h in hops.items())]
     Path(out + ".md").write_text("\n".join(lines) + "\n")
 
 
