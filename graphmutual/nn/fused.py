@@ -91,9 +91,29 @@ are called one by one); the node models run fused as above; the readout is one p
 call per pooling function over the students' embeddings side by side; dropout and head
 are each student's own modules.
 
+**Sampled subgraphs: exact per-layer trimming.** On a neighbour-sampled subgraph whose
+nodes are ordered by hop (seeds first, then the nodes first reached at hop 1, 2, ...: the
+layout of :class:`~graphmutual.data.sampling.NeighborSampler` and PyG's
+``NeighborLoader``), ``cohort(x, edge_index, num_sampled_nodes=[n_0, n_1, ...])`` returns the
+seeds' logits only. With :math:`c_h = n_0 + \dots + n_h` the nodes within :math:`h` hops,
+layer :math:`l` of an :math:`L`-layer student maps the :math:`c_{L-l}` rows of its input to
+the :math:`c_{L-1-l}` rows later layers read (the last layer: the seeds), as a bipartite
+aggregation over a **prefix of the cached CSR**: the CSR is sorted by destination, so the
+first :math:`c_{L-1-l}` rows keep *all* their in-edges, and their sources are all within
+:math:`c_{L-l}` (checked; a subgraph not ordered by hop raises ``ValueError``). The edge
+weights are those of the whole subgraph, computed once: GCN's :math:`\hat d` counts every
+in-edge of a node, also of a source whose own row the layer drops; GAT's softmax and GIN's
+sum run over all in-edges of a kept row. So the seeds' logits and gradients equal the
+untrimmed ones (PyG's ``trim_to_layer`` instead normalises the trimmed edges, which changes
+GCN's degrees). A student whose layers mix rows -- batch norm in training mode (also inside
+GIN's MLPs) or PyG's graph-wise norms -- computes every layer on the whole subgraph (exact
+too; :meth:`FusedCohort.trim_support` names such students); the other students of the same
+cohort are still trimmed.
+
 Not supported: GraphSAGE and other convolutions, ``GATv2``, edge weights / edge features
-(``GINEConv``, GAT with ``edge_dim``, graph students with an edge encoder), bipartite or
-sampled (``num_sampled_*``) inputs, ``torch.jit``-scripted students.
+(``GINEConv``, GAT with ``edge_dim``, graph students with an edge encoder), bipartite
+``(x_src, x_dst)`` inputs (sampled subgraphs go through ``num_sampled_nodes`` above),
+``torch.jit``-scripted students.
 
 Dropout: the fused path applies dropout in the same places as the students (after each
 hidden layer's activation, and GAT's attention dropout), using each module's ``training``
@@ -111,9 +131,13 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
 from torch_geometric.nn.conv import GATConv, GCNConv, GINConv, MessagePassing
 from torch_geometric.nn.models import MLP as PyGMLP
 from torch_geometric.nn.models.basic_gnn import BasicGNN
+from torch_geometric.nn.norm import BatchNorm as PyGBatchNorm
+from torch_geometric.nn.norm import LayerNorm as PyGLayerNorm
 
 from graphmutual.nn.graph import GraphStudent
 from graphmutual.nn.students import MLP as GraphFreeMLP
@@ -147,9 +171,41 @@ class _Graph:
     x_cache: Dict[str, Optional[Tensor]] = field(default_factory=dict)
     x_key: Optional[Tuple[Tensor, int]] = None
 
+    views: Dict[Tuple[int, int], _Graph] = field(default_factory=dict)
+
     def matches(self, edge_index: Tensor, num_nodes: int) -> bool:
         return (self.edge_index is edge_index and self.version == edge_index._version
                 and self.num_nodes == num_nodes)
+
+    def trimmed(self, num_dst: int, num_src: int) -> _Graph:
+        r"""The first ``num_dst`` destination rows with **all** their in-edges, as a
+        bipartite ``num_dst x num_src`` structure (cached per size).
+
+        The CSR is sorted by destination, so this is a prefix of every per-edge tensor: the
+        edge weights (GCN's normalisation, GIN's loop weights) stay those of the whole
+        graph. It raises ``ValueError`` when an edge into a kept row comes from a source
+        ``>= num_src`` (the node order is then not the hop order the sizes assume).
+        """
+        if num_dst == self.num_nodes and num_src == self.csr.num_cols:
+            return self
+        key = (num_dst, num_src)
+        view = self.views.get(key)
+        if view is None:
+            if not 0 <= num_dst <= num_src <= self.csr.num_cols:
+                raise ValueError(f"cannot trim {self.num_nodes} nodes to {num_dst} "
+                                 f"destinations of {num_src} sources")
+            e = int(self.csr.rowptr[num_dst])
+            col = self.csr.col[:e]
+            if e and int(col.max()) >= num_src:
+                raise ValueError(
+                    f"an edge into one of the first {num_dst} nodes comes from a node "
+                    f">= {num_src}: the subgraph's nodes are not ordered by hop as "
+                    "num_sampled_nodes says (seeds first, then each hop's new nodes)")
+            csr = CSR(self.csr.rowptr[:num_dst + 1], col, num_src, validate=False)
+            view = _Graph(self.edge_index, self.version, num_dst, csr, self.row[:e],
+                          self.loop[:e], self.gcn[:e], self.gin[:e])
+            self.views[key] = view
+        return view
 
 
 def _build_graph(edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> _Graph:
@@ -221,10 +277,26 @@ class LayerPlan:
     """
 
     def __init__(self, cohort: FusedCohort, g: _Graph, x0: Optional[Tensor],
-                 first: bool) -> None:
+                 first: bool, trimmed: bool = False) -> None:
         self.cohort, self.graph, self.x0, self.first = cohort, g, x0, first
+        #: whether ``graph`` is a trimmed (bipartite) view of a sampled subgraph
+        self.trimmed = trimmed
         self._aggs: List[Tuple[Tensor, Tensor, _Handle]] = []  # ([N, K', F], [E, K'], out)
         self._atts: List[Tuple[Tensor, Tensor, Tensor, float, float, bool, _Handle]] = []
+
+    @property
+    def num_dst(self) -> int:
+        """Number of destination rows this layer computes."""
+        return self.graph.csr.num_rows
+
+    @property
+    def num_src(self) -> int:
+        """Number of source rows (the rows of the layer's input)."""
+        return self.graph.csr.num_cols
+
+    @property
+    def num_edges(self) -> int:
+        return self.graph.csr.num_edges
 
     # ------------------------------------------------------------------ requests
     def is_input(self, x: Tensor) -> bool:
@@ -248,7 +320,10 @@ class LayerPlan:
         return h
 
     def input_aggregate(self, kind: str) -> Optional[Tensor]:
-        r"""Cached :math:`\hat A X` (``"gcn"``) or raw :math:`A X` (``"sum"``) of the input."""
+        r"""Cached :math:`\hat A X` (``"gcn"``) or raw :math:`A X` (``"sum"``) of the input
+        (``None`` on a trimmed layer: a sampled batch's input is never seen twice)."""
+        if self.trimmed:
+            return None
         return self.cohort._input_aggregate(self.graph, self.x0, kind)
 
     def sparse_input(self) -> Optional[Tensor]:
@@ -373,7 +448,11 @@ class GCNAdapter(ConvAdapter):
             cached = plan.input_aggregate("gcn")
             if cached is not None:
                 return True, _Handle(cached)
-        if conv.in_channels <= conv.out_channels:
+        # (A X) W costs E F_in + M F_in F_out, A (X W) costs N F_in F_out + E F_out (M rows
+        # of N on a trimmed layer, M = N otherwise, where this is F_in <= F_out)
+        fin, fout = conv.in_channels, conv.out_channels
+        e, m, n = plan.num_edges, plan.num_dst, plan.num_src
+        if e * fin + m * fin * fout <= n * fin * fout + e * fout:
             return True, plan.aggregate(x, g.gcn)  # (A X) W
         return False, plan.aggregate(conv.lin(x), g.gcn)  # A (X W)
 
@@ -427,7 +506,7 @@ class GINAdapter(ConvAdapter):
                 return True, lin0.bias, plan.aggregate(_sparse_linear(xs, lin0, False), w)
             cached = plan.input_aggregate("sum")
             if cached is not None:
-                return False, None, _Handle(cached + (1 + conv.eps) * x)
+                return False, None, _Handle(cached + (1 + conv.eps) * x[:plan.num_dst])
         return False, None, plan.aggregate(x, g.gin + g.loop * (1 + conv.eps))
 
     def end(self, conv: GINConv, state: Any) -> Tensor:
@@ -465,7 +544,7 @@ class GATAdapter(ConvAdapter):
             z = _sparse_linear(xs, conv.lin) if xs is not None else conv.lin(x)
             z = z.view(-1, h, c)
             a_src, a_dst = (z * conv.att_src).sum(-1), (z * conv.att_dst).sum(-1)
-        res = conv.res(x) if conv.res is not None else None
+        res = conv.res(x[:plan.num_dst]) if conv.res is not None else None
         handle = plan.attend(z, a_src, a_dst, conv.negative_slope, conv.dropout,
                              conv.training)
         return handle, res
@@ -583,6 +662,67 @@ class _FusedEmbeddingSum:
         return list(out.split(self.widths, dim=1))
 
 
+# ----------------------------------------------------------------------- layer trimming
+def _row_independent(module: nn.Module) -> bool:
+    """Whether ``module``'s output row ``i`` depends on input row ``i`` only (no statistics
+    over the rows, as batch norm in training or PyG's graph-wise norms take): then running
+    it on fewer rows gives the same rows."""
+    for m in module.modules():
+        if isinstance(m, _BatchNorm):
+            if m.training or m.running_mean is None:
+                return False
+        elif isinstance(m, _InstanceNorm):
+            return False
+        elif type(m).__module__.startswith("torch_geometric.nn.norm"):
+            if isinstance(m, PyGBatchNorm):
+                continue  # its inner BatchNorm1d decides
+            if isinstance(m, PyGLayerNorm) and m.mode == "node":
+                continue
+            return False
+    return True
+
+
+def _check_hops(num_sampled_nodes: Any, num_nodes: int) -> List[int]:
+    """``num_sampled_nodes`` as a list of ints that adds up to ``num_nodes``."""
+    if isinstance(num_sampled_nodes, Tensor):
+        if num_sampled_nodes.dim() != 1 or num_sampled_nodes.is_floating_point():
+            raise ValueError("num_sampled_nodes must be a 1-D integer tensor or a list of "
+                             f"ints, got {num_sampled_nodes.dtype} "
+                             f"{tuple(num_sampled_nodes.shape)}")
+        num_sampled_nodes = num_sampled_nodes.tolist()
+    if not isinstance(num_sampled_nodes, (list, tuple)) or not num_sampled_nodes or any(
+            isinstance(c, bool) or not isinstance(c, int) or c < 0
+            for c in num_sampled_nodes):
+        raise ValueError("num_sampled_nodes must be a non-empty list of node counts per hop "
+                         f"(seeds first), got {num_sampled_nodes!r}")
+    hops = [int(c) for c in num_sampled_nodes]
+    if sum(hops) != num_nodes:
+        raise ValueError(f"num_sampled_nodes adds up to {sum(hops)} nodes, but x has "
+                         f"{num_nodes} rows")
+    return hops
+
+
+def _layer_sizes(hops: Sequence[int], depth: int) -> List[Tuple[int, int]]:
+    r"""``(destinations, sources)`` of every layer of a ``depth``-layer model on a subgraph
+    with ``hops[h]`` nodes first reached at hop ``h`` (nodes ordered by hop).
+
+    Layer :math:`l` (0-based) only needs the nodes within :math:`L - 1 - l` hops of the
+    seeds, from their inputs within :math:`L - l` hops: with :math:`c_h` the number of
+    nodes within :math:`h` hops, layer :math:`l` maps :math:`c_{L-l}` rows to
+    :math:`c_{L-1-l}` (hop indices capped at the sampled depth).
+    """
+    c = [0]
+    for n in hops:
+        c.append(c[-1] + n)
+    c = c[1:]  # c[h]: nodes within h hops
+    top = len(hops) - 1
+    return [(c[min(depth - 1 - i, top)], c[min(depth - i, top)]) for i in range(depth)]
+
+
+def _rows(t: Tensor, n: int) -> Tensor:
+    return t if t.size(0) == n else t[:n]
+
+
 # ------------------------------------------------------------------------------- cohort
 class FusedCohort:
     """Run GCN/GAT/GIN/MLP students together with one aggregation pass per layer.
@@ -641,8 +781,9 @@ class FusedCohort:
     def accepts(self, *args: Any, **kwargs: Any) -> bool:
         """Whether a call with these arguments can take the fused path.
 
-        Node level: exactly ``(x [N, F], edge_index [2, E])``. Graph level: ``(x,
-        edge_index)`` and optionally ``batch`` and ``edge_attr`` (keywords or positions).
+        Node level: exactly ``(x [N, F], edge_index [2, E])``, optionally with the keyword
+        ``num_sampled_nodes``. Graph level: ``(x, edge_index)`` and optionally ``batch`` and
+        ``edge_attr`` (keywords or positions).
         """
         if len(args) < 2 or not isinstance(args[0], Tensor) or args[0].dim() != 2:
             return False
@@ -650,7 +791,7 @@ class FusedCohort:
         if not isinstance(ei, Tensor) or ei.dim() != 2 or ei.size(0) != 2:
             return False
         if not self.graph_level:
-            return len(args) == 2 and not kwargs
+            return len(args) == 2 and set(kwargs) <= {"num_sampled_nodes"}
         if len(args) > 4 or set(kwargs) - {"batch", "edge_attr"}:
             return False
         if len(args) > 2 and "batch" in kwargs or len(args) > 3 and "edge_attr" in kwargs:
@@ -663,15 +804,37 @@ class FusedCohort:
         """Forget the cached graph structure and first-layer aggregations."""
         self._graph = None
 
-    def graph(self, edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> _Graph:
-        """The cached structure of ``edge_index`` (rebuilt when the tensor changes)."""
+    def graph(self, edge_index: Tensor, num_nodes: int, dtype: torch.dtype,
+              transpose: bool = True) -> _Graph:
+        """The cached structure of ``edge_index`` (rebuilt when the tensor changes); its
+        transpose is built too when gradients are enabled and ``transpose`` is set."""
         g = self._graph
         if g is None or not g.matches(edge_index, num_nodes) or g.gcn.dtype != dtype \
                 or g.csr.device != edge_index.device:
             g = self._graph = _build_graph(edge_index, num_nodes, dtype)
-        if torch.is_grad_enabled():
+        if transpose and torch.is_grad_enabled():
             g.csr.transpose()  # cached: the backward of every aggregation reuses it
         return g
+
+    def trim_support(self) -> Optional[str]:
+        """Which students a call with ``num_sampled_nodes`` runs on the whole subgraph
+        instead of trimmed layers (``None``: all are trimmed).
+
+        A student is trimmed when each node's output depends on that node's rows only;
+        batch norm in training mode (e.g. in the MLPs of PyG's ``GIN``) and PyG's
+        graph-wise norms compute statistics over all rows, so such a student computes every
+        layer on the whole subgraph (its seeds' logits are still returned; the students'
+        current ``training`` flags count).
+        """
+        names = []
+        for k, s in enumerate(self.students):
+            m = s.node_model if isinstance(s, GraphStudent) else s
+            if isinstance(m, BasicGNN) and not _row_independent(m):
+                names.append(f"{k} ({getattr(m, 'name', None) or type(m).__name__})")
+        if not names:
+            return None
+        return (f"student(s) {', '.join(names)} normalise over the rows of a batch (batch "
+                "norm in training mode, or a graph-wise norm): not trimmed")
 
     @staticmethod
     def _x_cache(g: _Graph, x: Tensor) -> Dict[str, Optional[Tensor]]:
@@ -716,15 +879,30 @@ class FusedCohort:
         return self.forward(*args, **kwargs)
 
     def forward(self, x: Tensor, edge_index: Tensor, batch: Optional[Tensor] = None,
-                edge_attr: Optional[Tensor] = None) -> List[Tensor]:
+                edge_attr: Optional[Tensor] = None,
+                num_sampled_nodes: Optional[Sequence[int]] = None) -> List[Tensor]:
         """Logits of every student (in order): ``[N, C]`` node level, ``[B, C]`` graph
-        level (``batch`` assigns nodes to graphs; ``None``: one graph)."""
+        level (``batch`` assigns nodes to graphs; ``None``: one graph).
+
+        ``num_sampled_nodes`` (node level; a neighbour-sampled subgraph whose nodes are
+        ordered by hop, seeds first, as :class:`~graphmutual.data.sampling.NeighborSampler`
+        and PyG's ``NeighborLoader`` give them): the nodes added per hop. Only the seeds'
+        logits ``[num_sampled_nodes[0], C]`` are returned, and every layer computes only
+        the rows later layers need (exact; see the module docs), except for the students
+        :meth:`trim_support` names, which compute every row.
+        """
         if x.dim() != 2:
             raise ValueError(f"x must be [N, F], got {tuple(x.shape)}")
         if not self.graph_level:
             if batch is not None or edge_attr is not None:
                 raise ValueError("batch/edge_attr are for graph-level (GraphStudent) cohorts")
-            return self._node_models(self.students, [x] * len(self.students), x, edge_index)
+            hops = None
+            if num_sampled_nodes is not None:
+                hops = _check_hops(num_sampled_nodes, x.size(0))
+            return self._node_models(self.students, [x] * len(self.students), x, edge_index,
+                                     hops)
+        if num_sampled_nodes is not None:
+            raise ValueError("num_sampled_nodes is for node-level cohorts on sampled subgraphs")
         return self._graph_forward(x, edge_index, batch)
 
     def _graph_forward(self, x: Tensor, edge_index: Tensor,
@@ -757,29 +935,68 @@ class FusedCohort:
         return [s.head(_module_dropout(s.dropout, p)) for s, p in zip(students, pooled)]
 
     def _node_models(self, models: Sequence[nn.Module], inputs: List[Tensor],
-                     x0: Optional[Tensor], edge_index: Tensor) -> List[Tensor]:
+                     x0: Optional[Tensor], edge_index: Tensor,
+                     hops: Optional[List[int]] = None) -> List[Tensor]:
         """Outputs of node-level ``models`` for per-model ``inputs`` (``x0``: the input
-        shared by all of them, if any, whose first-layer aggregations may be cached)."""
+        shared by all of them, if any, whose first-layer aggregations may be cached).
+
+        ``hops``: nodes per hop of a hop-ordered sampled subgraph; the outputs are then the
+        seeds' rows only, each model computed on trimmed layers when its rows are
+        independent (else on the whole subgraph).
+        """
         n = inputs[0].size(0) if inputs else 0
         gnn = [k for k, m in enumerate(models) if isinstance(m, BasicGNN)]
+        seeds = None if hops is None else hops[0]
         outs: List[Optional[Tensor]] = [None] * len(models)
         for k, m in enumerate(models):
-            if not isinstance(m, BasicGNN):
+            if isinstance(m, BasicGNN):
+                continue
+            if seeds is None:
                 outs[k] = m(inputs[k], edge_index)
+            elif _row_independent(m):  # graph-free: the seeds' rows are all it needs
+                outs[k] = m(inputs[k][:seeds], edge_index)
+            else:
+                outs[k] = m(inputs[k], edge_index)[:seeds]
         if not gnn:
             return outs  # type: ignore[return-value]
-        g = self.graph(edge_index, n, inputs[gnn[0]].dtype)
-        h: Dict[int, Tensor] = {k: inputs[k] for k in gnn}
+        # each student's layers: trimmed to what its later layers need when its rows are
+        # independent, else the whole subgraph (rows that share a structure share a plan)
+        sizes: Dict[int, Optional[List[Tuple[int, int]]]] = {
+            k: _layer_sizes(hops, models[k].num_layers)
+            if hops is not None and _row_independent(models[k]) else None for k in gnn}
+        g = self.graph(edge_index, n, inputs[gnn[0]].dtype, transpose=False)
+        x0_rows: Dict[int, Optional[Tensor]] = {n: x0}
+
+        def shared_input(rows: int) -> Optional[Tensor]:
+            if rows not in x0_rows:  # one slice per row count: is_input() needs identity
+                x0_rows[rows] = None if x0 is None else x0[:rows]
+            return x0_rows[rows]
+
+        h: Dict[int, Tensor] = {}
+        for k in gnn:
+            rows = n if sizes[k] is None else sizes[k][0][1]
+            h[k] = shared_input(rows) if x0 is not None and inputs[k] is x0 \
+                else _rows(inputs[k], rows)
         jk_xs: Dict[int, List[Tensor]] = {k: [] for k in gnn}
         depth = max(models[k].num_layers for k in gnn)
         for i in range(depth):
             active = [k for k in gnn if i < models[k].num_layers]
-            plan = LayerPlan(self, g, x0, first=i == 0)
+            plans: Dict[Optional[Tuple[int, int]], LayerPlan] = {}
             states = []
             for k in active:
+                key = None if sizes[k] is None or sizes[k][i] == (n, n) else sizes[k][i]
+                plan = plans.get(key)
+                if plan is None:
+                    layer = g if key is None else g.trimmed(*key)
+                    if torch.is_grad_enabled():
+                        layer.csr.transpose()  # cached: the backward reuses it
+                    rows = n if key is None else key[1]
+                    plan = plans[key] = LayerPlan(self, layer, shared_input(rows), first=i == 0,
+                                                  trimmed=key is not None)
                 conv = models[k].convs[i]
                 states.append(CONV_ADAPTERS[type(conv)].begin(conv, h[k], plan))
-            plan.run()
+            for plan in plans.values():
+                plan.run()
             for k, state in zip(active, states):
                 m = models[k]
                 conv = m.convs[i]
@@ -791,7 +1008,15 @@ class FusedCohort:
                 h[k] = out
         for k in gnn:
             m = models[k]
-            out = m.jk(jk_xs[k]) if hasattr(m, "jk") else h[k]
+            if hasattr(m, "jk"):
+                xs = jk_xs[k]
+                if seeds is not None:  # trimmed layers have fewer rows, the seeds first
+                    xs = [t[:seeds] for t in xs]
+                out = m.jk(xs)
+            else:
+                out = h[k]
+            if seeds is not None:
+                out = out[:seeds]
             outs[k] = m.lin(out) if hasattr(m, "lin") else out
         return outs  # type: ignore[return-value]
 

@@ -25,11 +25,15 @@ otherwise the step builds the same mimicry and entropy terms from the cohort's p
 **Evaluation** is exact, not sampled: :class:`~graphmutual.nn.inference.LayerwiseInference`
 computes every student's logits on all nodes, batch by batch and layer by layer.
 
-**The fused cohort** runs on the sampled subgraph like on any graph (the subgraph is a
-graph of its own; its CSR is built per batch), so ``fused="auto"`` keeps working. It does not
-trim the outer hops per layer (the last layer computes all subgraph nodes, not only the
-seeds); PyG's ``trim_to_layer`` would, but it needs the students' ``num_sampled_*`` inputs,
-which the fused path does not take.
+**The fused cohort** (``fused="auto"``) runs on the sampled subgraph with **exact per-layer
+trimming**: the batch's ``num_sampled_nodes`` (nodes per hop, seeds first) go to
+:class:`~graphmutual.nn.FusedCohort`, which normalises on the whole subgraph once and lets
+layer :math:`l` of :math:`L` compute only the nodes within :math:`L-1-l` hops of the seeds (the
+last layer the seeds only); the seeds' logits equal those of the untrimmed cohort and of the
+students run one by one. Students that normalise over a batch's rows (batch norm in training,
+as in the MLPs of PyG's ``GIN``) compute every layer on the whole subgraph, the others are
+trimmed. ``trim=False`` turns trimming off; cohorts that do not fuse run student by
+student on the whole subgraph, as before.
 """
 
 from __future__ import annotations
@@ -112,12 +116,15 @@ class SampledNodeRunner:
         device: where the cohort runs.
         sampler_backend (str): ``"graphmutual"`` (our kernel) or ``"pyg"``.
         progress (bool): a tqdm bar over the batches of an epoch.
+        trim (bool): run a fused cohort on trimmed layers (default ``True``; exact, see the
+            module docs); ``False`` computes every layer on the whole subgraph.
     """
 
     def __init__(self, data: Data, train_mask: Tensor, fanout: Sequence[int],
                  batch_size: int = 1024, seed_nodes: str = "all",
                  eval_batch_size: int = 8192, device: torch.device | str = "cpu",
-                 sampler_backend: str = "graphmutual", progress: bool = False) -> None:
+                 sampler_backend: str = "graphmutual", progress: bool = False,
+                 trim: bool = True) -> None:
         if seed_nodes not in SEED_NODES:
             raise ValueError(f"seed_nodes must be one of {SEED_NODES}, got {seed_nodes!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
@@ -133,6 +140,7 @@ class SampledNodeRunner:
         self.seed_nodes = seed_nodes
         self.device = torch.device(device)
         self.progress = progress
+        self.trim = bool(trim)
         self.sampler = NeighborSampler(self.data, self.fanout, backend=sampler_backend)
         self.inference = LayerwiseInference(self.data.edge_index, n, eval_batch_size)
         self._x_eval: Optional[Tensor] = None
@@ -151,6 +159,28 @@ class SampledNodeRunner:
         return NodeLoader(self.data, node_sampler=self.sampler, input_nodes=nodes,
                           batch_size=self.batch_size, shuffle=True)
 
+    def trims(self, cohort: MutualEnsemble, batch: Data) -> bool:
+        """Whether :meth:`seed_logits` hands ``batch``'s nodes per hop to ``cohort``'s fused
+        pass, which then trims the layers of every student that allows it (see
+        :meth:`~graphmutual.nn.FusedCohort.trim_support`): ``trim`` is on, the cohort is
+        fused (``fused="auto"`` or ``True``, every student supported) and the batch carries
+        ``num_sampled_nodes`` with its seeds first."""
+        hops = getattr(batch, "num_sampled_nodes", None)
+        fused = getattr(cohort, "_fused", None)  # MutualEnsemble's fused cohort, if built
+        if not self.trim or fused is None or not isinstance(hops, (list, tuple)) or not hops:
+            return False
+        if int(hops[0]) != int(batch.batch_size):
+            return False
+        return fused.serves(cohort.students) and fused.accepts(
+            batch.x, batch.edge_index, num_sampled_nodes=hops)
+
+    def seed_logits(self, cohort: MutualEnsemble, batch: Data) -> Tensor:
+        """Every student's logits on the batch's seed nodes, ``[K, batch_size, C]`` (on
+        trimmed layers when :meth:`trims`, else on the whole subgraph, then cut)."""
+        if self.trims(cohort, batch):
+            return cohort(batch.x, batch.edge_index, num_sampled_nodes=batch.num_sampled_nodes)
+        return cohort(batch.x, batch.edge_index)[:, :int(batch.batch_size)]
+
     def step(self, cohort: MutualEnsemble, batch: Data, opt: torch.optim.Optimizer,
              epoch: int) -> Dict[str, Tensor]:
         """One optimisation step on one sampled batch."""
@@ -168,7 +198,7 @@ class SampledNodeRunner:
             return cohort.alternating_step((batch.x, batch.edge_index), batch.y, mask, opt,
                                            mimic_mask)
         opt.zero_grad(set_to_none=True)
-        logits = cohort(batch.x, batch.edge_index)[:, :bs]
+        logits = self.seed_logits(cohort, batch)
         if bool(lab.any()):
             losses = cohort.loss(logits, y, lab)
         else:
@@ -215,7 +245,7 @@ class SampledNodeRunner:
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(fanout={self.fanout}, batch_size={self.batch_size}, "
-                f"seed_nodes={self.seed_nodes!r}, sampler={self.sampler})")
+                f"seed_nodes={self.seed_nodes!r}, trim={self.trim}, sampler={self.sampler})")
 
 
 def default_fanout(num_layers: int) -> List[int]:
