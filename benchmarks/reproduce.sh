@@ -163,6 +163,8 @@ python benchmarks/scale/bench_scale.py sweep --sizes 10000,42000,170000 --epochs
     --out benchmarks/results/scale_epoch
 python benchmarks/scale/bench_sampler.py --torch-sparse-standalone /tmp/sampler_tss \
     --out benchmarks/results/scale_sampler
+python benchmarks/scale/bench_trim.py sweep --sizes 42000,170000 --steps 10 \
+    --out benchmarks/results/scale_trim
 python benchmarks/scale/bench_accuracy.py --dataset cora --seeds 0,1,2 \
     --out benchmarks/results/scale_accuracy_cora
 python benchmarks/scale/bench_distributed.py --dataset cora --epochs 30 \

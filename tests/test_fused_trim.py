@@ -238,6 +238,19 @@ def test_runner_without_a_fused_cohort_does_not_trim():
     assert runner.seed_logits(cohort, batch).shape == (2, 32, 3)
 
 
+def test_unfused_ensemble_takes_hop_counts_and_cuts_to_the_seeds():
+    """``num_sampled_nodes`` on the unfused path: the students see the whole subgraph and
+    the result is the seeds' rows, the same numbers as the trimmed fused path."""
+    x, ei, hops = _sample([4, 3], seed=8)
+    fused = MutualEnsemble(_students(["gcn", "gat", "gin"], 2), fused=True)
+    plain = MutualEnsemble(_students(["gcn", "gat", "gin"], 2), fused=False)
+    assert fused.fused_cohort is not None and plain.fused_cohort is None
+    out = plain(x, ei, num_sampled_nodes=hops)
+    assert out.shape == (3, hops[0], C)
+    torch.testing.assert_close(out, fused(x, ei, num_sampled_nodes=hops), atol=1e-10,
+                               rtol=1e-8)
+
+
 def test_pyg_sampler_output_is_hop_ordered():
     """Batches from NodeLoader + our NeighborSampler carry the counts trimming needs."""
     d = sbm_graph(300, 2400, num_classes=3, num_features=FIN, seed=1)

@@ -188,6 +188,11 @@ class MutualEnsemble(nn.Module):
 
     # ------------------------------------------------------------------ basics
     @property
+    def fused_cohort(self) -> Optional[FusedCohort]:
+        """The fused cohort :meth:`forward` uses when it can (``None`` if not built)."""
+        return self._fused
+
+    @property
     def num_students(self) -> int:
         return len(self.students)
 
@@ -217,13 +222,21 @@ class MutualEnsemble(nn.Module):
         it was built (see ``fused``) and the student list is unchanged; anything else runs
         student by student (graph-free students with ``x`` only). ``x`` and ``edge_index``
         are validated first (once per graph, see the class docs).
+
+        ``num_sampled_nodes=[n_0, n_1, ...]`` (a hop-ordered sampled subgraph, seeds first)
+        returns the seeds' logits only, ``[K, n_0, C]``: the fused cohort then trims each
+        layer to the rows the next one needs (:meth:`FusedCohort.forward`); the students one
+        by one compute the whole subgraph and the result is cut to the seeds (the same
+        numbers).
         """
         self.check_inputs(*args, **kwargs)
         f = self._fused
         if f is not None and f.serves(self.students) and f.accepts(*args, **kwargs):
             return self.stack(f(*args, **kwargs))
+        hops = kwargs.pop("num_sampled_nodes", None)
         outs = [self.call_student(k, *args, **kwargs) for k in range(self.num_students)]
-        return self.stack(outs)
+        out = self.stack(outs)
+        return out if hops is None else out[:, :int(hops[0])]
 
     def call_student(self, k: int, *args, **kwargs) -> Tensor:
         """Student ``k`` on the cohort's inputs: ``x`` only if it is graph-free."""

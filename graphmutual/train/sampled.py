@@ -166,7 +166,7 @@ class SampledNodeRunner:
         fused (``fused="auto"`` or ``True``, every student supported) and the batch carries
         ``num_sampled_nodes`` with its seeds first."""
         hops = getattr(batch, "num_sampled_nodes", None)
-        fused = getattr(cohort, "_fused", None)  # MutualEnsemble's fused cohort, if built
+        fused = getattr(cohort, "fused_cohort", None)  # a MutualEnsemble's, if built
         if not self.trim or fused is None or not isinstance(hops, (list, tuple)) or not hops:
             return False
         if int(hops[0]) != int(batch.batch_size):
