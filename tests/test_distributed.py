@@ -178,18 +178,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def dist_run(tmp_path_factory):
-    """Launch the 2-rank job once; return its output folder and exit codes."""
-    out = tmp_path_factory.mktemp("dist")
+def launch(script: str, out: Path, world: int = WORLD):
+    """Run ``script --worker out`` as ``world`` ranks on 127.0.0.1 (a free port); return
+    ``(out, exit codes, logs)``."""
     port = _free_port()
     procs = []
-    for rank in range(WORLD):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
+    for rank in range(world):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-                   PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+                   PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests"),
+                                               os.environ.get("PYTHONPATH", "")]))
         procs.append(subprocess.Popen(
-            [sys.executable, __file__, "--worker", str(out)], env=env,
+            [sys.executable, script, "--worker", str(out)], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     codes, logs = [], []
     for p in procs:
@@ -202,6 +202,12 @@ def dist_run(tmp_path_factory):
         codes.append(p.returncode)
         logs.append(log)
     return out, codes, logs
+
+
+@pytest.fixture(scope="module")
+def dist_run(tmp_path_factory):
+    """Launch the 2-rank job once; return its output folder and exit codes."""
+    return launch(__file__, tmp_path_factory.mktemp("dist"))
 
 
 def _single(tmp_path, task, **kw):
