@@ -188,5 +188,13 @@ def test_one_rank_sampled_is_the_trainer(tmp_path, mode, kw):
         (tmp_path / "one" / "log_seed0.csv").read_text()
 
 
+def test_entry_point_passes_batch_size_and_fanout():
+    from graphmutual.train.distributed import build_parser, config_from_args
+
+    cfg = config_from_args(build_parser().parse_args(
+        ["--mode", "data", "--batch-size", "64", "--fanout", "10,5", "--students", "gcn,gat"]))
+    assert (cfg.batch_size, cfg.fanout, cfg.students) == (64, [10, 5], ["gcn", "gat"])
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
     sys.exit(_worker(Path(sys.argv[2])))

@@ -38,6 +38,26 @@ ALW's parameters are replicated and their gradients all-reduced
 (seeded per step and student from the shared generator), so a run gives the same result
 on any number of ranks.
 
+**Sampled node training** (``batch_size`` on a node task, as
+:class:`~graphmutual.train.sampled.SampledNodeTask`; ``fanout`` neighbours per hop, evaluation
+by exact layer-wise inference). Every epoch draws the single-process permutation of the seed
+nodes (the same numbers of the global generator, so the same order on every rank); global
+batch :math:`B` of ``batch_size`` seeds is that of one process.
+
+* *Data-parallel*: rank :math:`r` takes its share :math:`B_r` of every global batch (an even
+  split; every rank runs the same number of steps, a share may be empty), samples its own
+  subgraph around it and computes the single-process loss terms on its seeds, re-weighted as
+  above: CE and ALW by :math:`W|B_r \cap \mathcal{L}|/|B \cap \mathcal{L}|`, mimicry and
+  entropy by :math:`W|B_r|/|B|`. One all-reduce per step averages the gradients, so the step
+  is the single-process step on :math:`B` whenever the seeds' logits do not depend on the
+  split (all neighbours, ``fanout=-1``; otherwise each rank's subgraph is an independent
+  sample). Layer-wise evaluation runs on rank 0.
+* *Student-parallel*: every rank draws the *same* subgraph (same global generator) and runs
+  its students on it; the seeds' logits are all-gathered
+  (:meth:`StudentParallel.forward_seeds`). Dropout comes from a stream seeded by
+  ``(seed, epoch, step)``, so the batches, and with dropout 0 the whole run, are the
+  single-process run's. Each rank evaluates its students layer-wise; the logits are gathered.
+
 Both modes write checkpoints from rank 0 only, atomically
 (:func:`~graphmutual.train.checkpoint.save_checkpoint`), in the single-process
 :class:`~graphmutual.train.Trainer`'s layout (full cohort state, an optimizer state over the
@@ -51,6 +71,7 @@ Launch (2 processes on one machine)::
         --dataset cora --students gcn,gat --output runs/dist
 
 (or ``-m graphmutual.train.distributed --mode student ...``, this module's entry point).
+Sampled: add ``--batch-size 1024 --fanout 15,10``.
 """
 from __future__ import annotations
 
@@ -75,7 +96,12 @@ from tqdm.auto import tqdm
 
 from graphmutual.data import GraphDataset, load_dataset, validate_graph
 from graphmutual.mutual import MutualEnsemble
-from graphmutual.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from graphmutual.train.checkpoint import (
+    CheckpointError,
+    atomic_write_bytes,
+    load_checkpoint,
+    save_checkpoint,
+)
 from graphmutual.train.cohort import build_cohort
 from graphmutual.train.config import TrainConfig
 from graphmutual.train.defaults import resolve_config
@@ -1228,7 +1254,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None,
-                   help="graph tasks: the global batch, split evenly over the ranks")
+                   help="graph tasks: the global batch, split evenly over the ranks; node "
+                        "tasks: seed nodes per global step of neighbour-sampled training")
+    p.add_argument("--fanout", default=None,
+                   help="with --batch-size on node tasks: neighbours sampled per hop, e.g. "
+                        "15,10 (-1 = all)")
     p.add_argument("--seeds", default=None, help="N (seeds 0..N-1) or a list '0,3'")
     p.add_argument("--device", default=None, help="cpu (default), cuda or auto")
     p.add_argument("--threads", type=int, default=None, help="torch threads per rank")
@@ -1248,7 +1278,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     values: Dict[str, Any] = load_yaml_config(args.config) if args.config else {}
     for key in ("dataset", "root", "students", "method", "epochs", "lr", "hidden", "dropout",
-                "batch_size", "seeds", "device", "threads", "checkpoint_every", "output"):
+                "batch_size", "fanout", "seeds", "device", "threads", "checkpoint_every",
+                "output"):
         v = getattr(args, key)
         if v is not None:
             values[key] = int(v) if key == "seeds" and str(v).isdigit() else v
@@ -1267,7 +1298,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DistributedError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 3
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     if is_main_process():
