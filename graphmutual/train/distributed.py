@@ -51,7 +51,8 @@ batch :math:`B` of ``batch_size`` seeds is that of one process.
   entropy by :math:`W|B_r|/|B|`. One all-reduce per step averages the gradients, so the step
   is the single-process step on :math:`B` whenever the seeds' logits do not depend on the
   split (all neighbours, ``fanout=-1``; otherwise each rank's subgraph is an independent
-  sample). Layer-wise evaluation runs on rank 0.
+  sample). Each rank evaluates an even share of the students layer-wise; the logits are
+  all-gathered.
 * *Student-parallel*: every rank draws the *same* subgraph (same global generator) and runs
   its students on it; the seeds' logits are all-gathered
   (:meth:`StudentParallel.forward_seeds`). Dropout comes from a stream seeded by
@@ -943,17 +944,28 @@ train_epoch>` returns them."""
 
     @torch.no_grad()
     def _evaluate_sampled(self, model, cohort, split):
-        """Exact layer-wise inference on all nodes: data-parallel on rank 0 (every rank
-        holds the whole cohort), student-parallel each rank on its students, gathered."""
+        """Exact layer-wise inference on all nodes, each rank on a block of the students
+        (student-parallel: its own; data-parallel: every rank holds the whole cohort and
+        takes an even share of it), the logits all-gathered."""
         ds, runner = self.dataset, self._runner
-        names = members(cohort)
-        if self.mode == "data":
-            if not self.ctx.is_main:  # rank 0's scores are broadcast
-                return {m: {"val": 0.0, "test": 0.0} for m in names}, {}
-            logits = runner.inference(list(cohort.students), self._x_eval)
-        else:
-            local = runner.inference([cohort.students[k] for k in model.local], self._x_eval)
-            logits = cohort.stack(model._exchange(local, list(local.unbind(0))))
+        world, rank = self.ctx.world_size, self.ctx.rank
+        owners = (model.owners if self.mode == "student" else
+                  [t.tolist() for t in torch.arange(cohort.num_students).tensor_split(world)])
+        mine = owners[rank]
+        if mine:
+            local = runner.inference([cohort.students[k] for k in mine], self._x_eval)
+        else:  # more ranks than students
+            local = self._x_eval.new_zeros((0, runner.data.num_nodes, ds.num_classes))
+        width = max(len(o) for o in owners)
+        if local.size(0) < width:
+            local = torch.cat([local, local.new_zeros((width - local.size(0),)
+                                                      + tuple(local.shape[1:]))])
+        parts = [torch.empty_like(local) for _ in range(world)]
+        try:
+            dist.all_gather(parts, local.contiguous())
+        except RuntimeError as exc:
+            raise self._fail(exc) from exc
+        logits = torch.cat([parts[r][:len(ks)] for r, ks in enumerate(owners)])
         y = runner.data.y
         scores = {name: {part: evaluate(p.cpu()[m], y[m], ds.metric, ds.ogb_name)
                          for part, m in (("val", split.val), ("test", split.test))}
