@@ -19,9 +19,10 @@ Tolerances, and why:
   and the loss weights make the ranks' mean gradient exactly the single batch's
   (CE and ALW by the rank's share of the batch's labelled seeds, mimicry and entropy by its
   share of the seeds). What is left is float summation order: per-epoch losses agree to
-  1e-5 (relative) and the parameters after 6 epochs of Adam to 1e-3. On one rank (tested in
-  ``test_one_rank_sampled_is_the_trainer``) both modes are the trainer bit for bit, with real
-  fan-outs.
+  1e-5 (relative) and the parameters after 6 epochs (30 steps) of Adam to 1e-4 (observed:
+  1e-7 and 4e-7; Adam can amplify rounding in near-zero gradients, hence the margin). On one
+  rank (``test_one_rank_sampled_is_the_trainer``) both modes are the trainer bit for bit,
+  with real fan-outs (dropout 0).
 """
 from __future__ import annotations
 
@@ -143,7 +144,7 @@ def test_data_parallel_sampled_matches_the_trainer(sampled_run, tmp_path):
         assert sorted(a) == sorted(b)
         for k in a:
             assert abs(a[k] - b[k]) <= 1e-5 * max(1.0, abs(a[k])), k
-    assert _max_diff(ref["cohort"], got["cohort"]) < 1e-3
+    assert _max_diff(ref["cohort"], got["cohort"]) < 1e-4  # observed: 4e-7
     # the alw/* columns are logged in the data-parallel run too
     cols = (sampled_run / "data" / "log_seed0.csv").read_text().splitlines()[0].split(",")
     assert "alw/tau/sage" in cols and "alw/weight/gat" in cols
