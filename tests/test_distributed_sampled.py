@@ -77,6 +77,8 @@ def _worker(out: Path) -> int:
     run("student-dropout", "student", dropout=0.5, **SAMPLED)
     run("data", "data", **EXACT)
     run("data-sampled", "data", **SAMPLED)
+    # one seed per global step: rank 1's share is always empty, most steps mimicry-only
+    run("data-b1", "data", epochs=2, **{**EXACT, "batch_size": 1})
     for mode, kw in (("student", SAMPLED), ("data", EXACT)):  # stop after 3 epochs, resume
         run(f"{mode}-resume", mode, epochs=3, **kw)
         if ctx.is_main:
@@ -148,6 +150,19 @@ def test_data_parallel_sampled_matches_the_trainer(sampled_run, tmp_path):
     # the alw/* columns are logged in the data-parallel run too
     cols = (sampled_run / "data" / "log_seed0.csv").read_text().splitlines()[0].split(",")
     assert "alw/tau/sage" in cols and "alw/weight/gat" in cols
+
+
+def test_data_parallel_with_empty_shares_matches_the_trainer(sampled_run, tmp_path):
+    """A global batch of one seed: one rank's share is empty (it contributes no gradient,
+    ALW's included, but takes part in every all-reduce); still the single-process run."""
+    kw = {**EXACT, "batch_size": 1}
+    ref = _state(_single(tmp_path, "ref", epochs=2, **kw))
+    got = _state(sampled_run / "data-b1")
+    for a, b in zip(_losses(ref), _losses(got), strict=True):
+        assert sorted(a) == sorted(b)
+        for k in a:
+            assert abs(a[k] - b[k]) <= 1e-5 * max(1.0, abs(a[k])), k
+    assert _max_diff(ref["cohort"], got["cohort"]) < 1e-4
 
 
 def test_data_parallel_with_real_fanout_learns(sampled_run):
