@@ -129,7 +129,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--batch-size", type=int, default=None,
                    help=f"graphs per batch on graph datasets (default: "
                         f"{_task_default('batch_size')}); on node datasets: seed nodes per step "
-                        "of neighbour-sampled training (default: full batch)")
+                        "of neighbour-sampled training (default: full batch); with "
+                        "--distributed: the global batch, split over the ranks")
     t.add_argument("--fanout", default=None,
                    help="neighbours sampled per hop with --batch-size on node datasets, e.g. "
                         "15,10 (-1 = all; default 15,10,5,... one per layer)")

@@ -178,18 +178,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def dist_run(tmp_path_factory):
-    """Launch the 2-rank job once; return its output folder and exit codes."""
-    out = tmp_path_factory.mktemp("dist")
+def launch(script: str, out: Path, world: int = WORLD):
+    """Run ``script --worker out`` as ``world`` ranks on 127.0.0.1 (a free port); return
+    ``(out, exit codes, logs)``."""
     port = _free_port()
     procs = []
-    for rank in range(WORLD):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
+    for rank in range(world):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-                   PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+                   PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests"),
+                                               os.environ.get("PYTHONPATH", "")]))
         procs.append(subprocess.Popen(
-            [sys.executable, __file__, "--worker", str(out)], env=env,
+            [sys.executable, script, "--worker", str(out)], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     codes, logs = [], []
     for p in procs:
@@ -202,6 +202,12 @@ def dist_run(tmp_path_factory):
         codes.append(p.returncode)
         logs.append(log)
     return out, codes, logs
+
+
+@pytest.fixture(scope="module")
+def dist_run(tmp_path_factory):
+    """Launch the 2-rank job once; return its output folder and exit codes."""
+    return launch(__file__, tmp_path_factory.mktemp("dist"))
 
 
 def _single(tmp_path, task, **kw):
@@ -252,6 +258,9 @@ def test_student_parallel_matches_single_process(dist_run, tmp_path, task):
     assert len(res["distributed"]["peak_rss_mib"]) == 2
     ref_res = json.loads((tmp_path / task / "results.json").read_text())
     assert res["members"] == ref_res["members"]
+    # the same per-epoch log, ALW's alw/* columns included
+    log = (out / f"student-{task}" / "log_seed0.csv").read_text()
+    assert log == (tmp_path / task / "log_seed0.csv").read_text() and "alw/tau/" in log
     assert res["warnings"] == ref_res["warnings"]
     # rank 0 exports the validation-best student, even one another rank trained
     from graphmutual.train import load_checkpoint
@@ -318,14 +327,14 @@ def test_data_parallel_one_rank_with_dropout_is_the_trainer(tmp_path):
     assert _max_diff(ref["cohort"], got["cohort"]) < 1e-6
     for a, b in zip(_losses(ref), _losses(got), strict=True):
         assert a == pytest.approx(b, rel=1e-6)
-    # the per-epoch log is written by the trainer's writer: same file, "epoch" first, then
-    # sorted columns (the distributed run logs no alw/* rows, so it has fewer of them)
+    # the per-epoch log is written by the trainer's writer: the same columns ("epoch" first,
+    # then sorted), ALW's per-student alw/tau/* and alw/weight/* included
     ref_cols = (single / "log_seed0.csv").read_text().splitlines()[0].split(",")
     cols = (tmp_path / "one" / "log_seed0.csv").read_text().splitlines()[0].split(",")
-    assert cols[0] == "epoch" and cols[1:] == sorted(cols[1:]) and set(cols) <= set(ref_cols)
+    assert cols == ref_cols and "alw/tau/sage" in cols and "alw/weight/gin" in cols
 
 
-def _run_one_rank(cfg, mode: str, dataset) -> None:
+def _run_one_rank(cfg, mode: str, dataset, resume: bool = False) -> None:
     """``DistributedTrainer(cfg, mode).run()`` in this process as the only rank."""
     import torch.distributed as dist
 
@@ -334,9 +343,39 @@ def _run_one_rank(cfg, mode: str, dataset) -> None:
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         ctx = DistContext(0, 1, 0, torch.device("cpu"), "gloo", TIMEOUT)
-        DistributedTrainer(cfg, mode, ctx, dataset).run()
+        DistributedTrainer(cfg, mode, ctx, dataset).run(resume=resume)
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("mode", ["student", "data"])
+def test_resume_with_other_settings_fails_with_one_line(tmp_path, mode):
+    """--resume checks the checkpoint and the finished seeds' settings as the trainer does."""
+    from graphmutual.train import CheckpointError
+    from graphmutual.train.config import ConfigError
+
+    out = tmp_path / "run"
+    _run_one_rank(config("node", out, epochs=2, checkpoint_every=1, seeds=[0, 1]), mode,
+                  node_dataset())
+    assert json.loads((out / "seed0.json").read_text())["settings"]["hidden"] == 16
+    # a finished seed trained with another hidden width
+    with pytest.raises(ConfigError, match="trained with other settings \\(hidden\\)") as e:
+        _run_one_rank(config("node", out, epochs=2, hidden=8, seeds=[0, 1]), mode,
+                      node_dataset(), resume=True)
+    assert "\n" not in str(e.value)
+    # an interrupted seed's checkpoint of another cohort: refused before any training
+    (out / "seed1.json").unlink()
+    before = (out / "checkpoints" / "seed1.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="another configuration") as e:
+        _run_one_rank(config("node", out, epochs=3, students=["gcn", "sage"], seeds=[1]),
+                      mode, node_dataset(), resume=True)
+    assert "\n" not in str(e.value) and "seed1.pt" in str(e.value)
+    assert (out / "checkpoints" / "seed1.pt").read_bytes() == before  # nothing lost
+    # the same settings resume
+    _run_one_rank(config("node", out, epochs=3, seeds=[1]), mode, node_dataset(), resume=True)
+    from graphmutual.train import load_checkpoint
+
+    assert load_checkpoint(out / "checkpoints" / "seed1.pt")["epoch"] == 2
 
 
 @pytest.mark.parametrize("mode", ["student", "data"])

@@ -60,6 +60,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", default=None, help="dataset root (default: the package's)")
     p.add_argument("--out", default="benchmarks/results/scale_distributed")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="node tasks: sampled training with this many seed nodes per (global) "
+                        "step, in every configuration")
+    p.add_argument("--fanout", default=None, help="with --batch-size: e.g. 10,5")
     args = p.parse_args()
 
     env = dict(os.environ, OMP_NUM_THREADS="1",
@@ -68,6 +72,11 @@ def main() -> None:
               str(args.epochs), "--seeds", f"{args.seed},", "--threads", "1", "--no-progress"]
     if args.root:
         common += ["--root", args.root]
+    sampled = args.batch_size is not None
+    if sampled:
+        common += ["--batch-size", str(args.batch_size)]
+        if args.fanout:
+            common += ["--fanout", args.fanout]
     rows = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,7 +112,9 @@ def main() -> None:
     command = ("python benchmarks/scale/bench_distributed.py --dataset "
                f"{args.dataset} --students {args.students} --epochs {args.epochs} "
                f"--seed {args.seed} --out {args.out}" + (f" --root {args.root}" if args.root
-                                                         else ""))
+                                                         else "")
+               + (f" --batch-size {args.batch_size}" if sampled else "")
+               + (f" --fanout {args.fanout}" if sampled and args.fanout else ""))
     meta = dict(command=command, cpu=cpu_model(), cores=os.cpu_count(),
                 torch=torch.__version__, python=platform.python_version(),
                 load_average_before=load_before, load_average_after=load_after)
@@ -111,9 +122,11 @@ def main() -> None:
     Path(f"{args.out}.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))
 
     names = [n for n in rows[0]["members"]]
+    what = (f", sampled: {args.batch_size} seed nodes per global step, fan-out "
+            f"{args.fanout or 'default'}" if sampled else "")
     lines = [
         f"# 1 vs 2 processes: data- and student-parallel on {args.dataset} "
-        f"({args.students}, GML, seed {args.seed}, {args.epochs} epochs)",
+        f"({args.students}, GML, seed {args.seed}, {args.epochs} epochs{what})",
         "",
         f"Command: `{command}`",
         "",
@@ -128,6 +141,21 @@ def main() -> None:
     ]
     graph_task = task == "graph"
     notes = ["", "How to read it: " + (
+        "sampled node training: data-parallel splits every global batch of seed nodes over "
+        "the ranks and each rank samples its own (smaller) subgraph, so the ranks share the "
+        "sampling and the message passing, and add one all-reduce of the gradients per step; "
+        "student-parallel samples the same subgraph on every rank (each rank repeats the "
+        "sampling), runs its students one by one and all-gathers the seeds' logits every "
+        "step. Evaluation (exact layer-wise inference, not in the train time) runs on every "
+        "rank for a share of the students, the logits all-gathered. Both modes draw the "
+        "trainer's batches, but their dropout masks come from seeded streams of their own "
+        "(never from the generator that draws the batches), so with dropout their accuracies "
+        "differ from the trainer's by dropout noise even on one rank (with dropout 0 one rank "
+        "is the trainer bit for bit, tests/test_distributed_sampled.py); student-parallel "
+        "gives the same result on 1 and 2 ranks; data-parallel on 2 ranks samples its own "
+        "subgraphs around half batches, another sample. On this shared machine 2 processes "
+        "also get a larger share of the 2 cores than 1 process does (other jobs kept the "
+        "load average near the value above), which flatters the 2-rank times." if sampled else
         "graph batches: data-parallel splits every batch over the ranks, so they share the "
         "work; every configuration runs the students one by one (the fused cohort serves "
         "node-level calls only). On one rank data-parallel draws the trainer's dropout "

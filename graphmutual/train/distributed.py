@@ -38,6 +38,27 @@ ALW's parameters are replicated and their gradients all-reduced
 (seeded per step and student from the shared generator), so a run gives the same result
 on any number of ranks.
 
+**Sampled node training** (``batch_size`` on a node task, as
+:class:`~graphmutual.train.sampled.SampledNodeTask`; ``fanout`` neighbours per hop, evaluation
+by exact layer-wise inference). Every epoch draws the single-process permutation of the seed
+nodes (the same numbers of the global generator, so the same order on every rank); global
+batch :math:`B` of ``batch_size`` seeds is that of one process.
+
+* *Data-parallel*: rank :math:`r` takes its share :math:`B_r` of every global batch (an even
+  split; every rank runs the same number of steps, a share may be empty), samples its own
+  subgraph around it and computes the single-process loss terms on its seeds, re-weighted as
+  above: CE and ALW by :math:`W|B_r \cap \mathcal{L}|/|B \cap \mathcal{L}|`, mimicry and
+  entropy by :math:`W|B_r|/|B|`. One all-reduce per step averages the gradients, so the step
+  is the single-process step on :math:`B` whenever the seeds' logits do not depend on the
+  split (all neighbours, ``fanout=-1``; otherwise each rank's subgraph is an independent
+  sample). Each rank evaluates an even share of the students layer-wise; the logits are
+  all-gathered.
+* *Student-parallel*: every rank draws the *same* subgraph (same global generator) and runs
+  its students on it; the seeds' logits are all-gathered
+  (:meth:`StudentParallel.forward_seeds`). Dropout comes from a stream seeded by
+  ``(seed, epoch, step)``, so the batches, and with dropout 0 the whole run, are the
+  single-process run's. Each rank evaluates its students layer-wise; the logits are gathered.
+
 Both modes write checkpoints from rank 0 only, atomically
 (:func:`~graphmutual.train.checkpoint.save_checkpoint`), in the single-process
 :class:`~graphmutual.train.Trainer`'s layout (full cohort state, an optimizer state over the
@@ -51,6 +72,7 @@ Launch (2 processes on one machine)::
         --dataset cora --students gcn,gat --output runs/dist
 
 (or ``-m graphmutual.train.distributed --mode student ...``, this module's entry point).
+Sampled: add ``--batch-size 1024 --fanout 15,10``.
 """
 from __future__ import annotations
 
@@ -61,10 +83,11 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -74,16 +97,21 @@ from tqdm.auto import tqdm
 
 from graphmutual.data import GraphDataset, load_dataset, validate_graph
 from graphmutual.mutual import MutualEnsemble
-from graphmutual.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from graphmutual.train.checkpoint import (
+    CheckpointError,
+    atomic_write_bytes,
+    load_checkpoint,
+    save_checkpoint,
+)
 from graphmutual.train.cohort import build_cohort
 from graphmutual.train.config import TrainConfig
 from graphmutual.train.defaults import resolve_config
 from graphmutual.train.export import export_student
 from graphmutual.train.health import chance_level, never_learned
 from graphmutual.train.metrics import evaluate
-from graphmutual.train.state import rng_state, seed_everything, set_rng_state
-from graphmutual.train.tasks import member_probs, members
-from graphmutual.train.tracker import Best
+from graphmutual.train.state import TrainState, rng_state, seed_everything
+from graphmutual.train.tasks import alw_stats, member_probs, members
+from graphmutual.train.tracker import Best, BestTracker
 from graphmutual.train.trainer import Trainer, normalized_features, summarize
 
 MODES = ("data", "student")
@@ -260,6 +288,18 @@ class StudentParallel(nn.Module):
 
     # ---------------------------------------------------------------- forward
     def forward(self, *args, **kwargs) -> Tensor:
+        outs = self._local_outputs(*args, **kwargs)
+        return self.cohort.stack(self._exchange(self.cohort.stack(outs), outs))
+
+    def forward_seeds(self, num_seeds: int, *args, **kwargs) -> Tensor:
+        """Like :meth:`forward`, but only the first ``num_seeds`` rows of every student's
+        output (the seed nodes of a sampled batch) are computed into the result and
+        exchanged: ``[K, num_seeds, C]``."""
+        outs = [o[:num_seeds] for o in self._local_outputs(*args, **kwargs)]
+        return self.cohort.stack(self._exchange(self.cohort.stack(outs), outs))
+
+    def _local_outputs(self, *args, **kwargs) -> List[Tensor]:
+        """This rank's students' outputs (each with its own dropout stream in training)."""
         base = None
         if self.training:  # one draw from the shared generator: identical on every rank
             base = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64))
@@ -273,8 +313,7 @@ class StudentParallel(nn.Module):
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed((base + 7919 * k) % 2 ** 63)
                 outs.append(student(*args, **kwargs))
-        local = self.cohort.stack(outs)
-        return self.cohort.stack(self._exchange(local, outs))
+        return outs
 
     def _exchange(self, local: Tensor, outs: List[Tensor]) -> List[Tensor]:
         """All-gather the detached local logits; put the local (differentiable) rows back."""
@@ -396,6 +435,14 @@ def _gather_to_main(obj: Any, group: Optional[Any] = None) -> Optional[List[Any]
     return out
 
 
+def alw_stat_keys(cohort: MutualEnsemble) -> List[str]:
+    """The history columns of :func:`~graphmutual.train.tasks.alw_stats` (none without
+    ALW): ``alw/tau/<name>`` and ``alw/weight/<name>`` of every student."""
+    if cohort.alw is None:
+        return []
+    return [f"alw/{k}/{name}" for name in cohort.names for k in ("tau", "weight")]
+
+
 # -------------------------------------------------------------------- data-parallel
 def node_shard(train: Tensor, num_nodes: int, rank: int, world_size: int) -> Tuple[Tensor, int]:
     """Rank ``rank``'s nodes: its contiguous share of the labelled nodes, then of the rest.
@@ -442,15 +489,29 @@ def sharded_node_loss(cohort: MutualEnsemble, logits: Tensor, y: Tensor, index: 
     w_all = world_size * index.numel() / n
     losses = cohort.loss(logits[:, index], y[index],
                          torch.arange(num_labelled, device=index.device))
+    return weight_terms(losses, w_lab, w_all)
+
+
+def term_kind(key: str) -> Optional[str]:
+    """How a loss term is averaged: ``"labelled"`` (a mean over the labelled samples: CE
+    and ALW), ``"all"`` (a mean over all samples: mimicry and entropy) or ``None`` (not a
+    mean over samples, e.g. ``mimic_scale``). ``total`` is ``"all"``'s and ``"labelled"``'s
+    sum and re-built by :func:`weight_terms`."""
+    if key.startswith(("ce", "alw")):
+        return "labelled"
+    if key in ("mimic", "total") or key.startswith(("mimic/", "entropy")):
+        return "all"
+    return None
+
+
+def weight_terms(losses: Dict[str, Tensor], w_lab: float, w_all: float) -> Dict[str, Tensor]:
+    """Scale the labelled-sample means of ``losses`` by ``w_lab``, the all-sample means by
+    ``w_all`` (:func:`term_kind`), and re-build ``total`` from the scaled terms."""
     out: Dict[str, Tensor] = {}
     for key, value in losses.items():
-        if key.startswith(("ce", "alw")):
-            out[key] = w_lab * value
-        elif key == "mimic" or key.startswith(("mimic/", "entropy")):
-            out[key] = w_all * value
-        else:
-            out[key] = value
-    out["total"] = out["ce"] + out["alw"] + out["mimic"] + out["entropy"]
+        kind = term_kind(key)
+        out[key] = w_lab * value if kind == "labelled" else w_all * value if kind else value
+    out["total"] = out["ce"] + out["mimic"] + out["entropy"] + out["alw"]  # the cohort's order
     return out
 
 
@@ -510,10 +571,18 @@ class DistributedTrainer:
         self.patience = self.resolved.patience
         self.batch_size = self.resolved.batch_size
         self.output = Path(config.output) if config.output else None
+        #: neighbour-sampled node training (``batch_size`` seed nodes per global step)
+        self.sampled = self.dataset.task == "node" and bool(self.batch_size)
+        self._runner = None
         if self.dataset.task == "node":
             validate_graph(self.dataset.data, self.dataset.num_classes)
             if self.resolved.normalize_features:
                 self.dataset = normalized_features(self.dataset)
+            if self.sampled:
+                from graphmutual.train.sampled import default_fanout
+
+                self.fanout = list(self.resolved.fanout
+                                   or default_fanout(self.resolved.num_layers))
         elif mode == "data":
             if config.transductive:
                 raise ValueError("transductive graph training is not supported data-parallel "
@@ -625,17 +694,37 @@ class DistributedTrainer:
         return {k: v / max(batches, 1) for k, v in totals.items()}
 
     @torch.no_grad()
-    def _evaluate(self, model, cohort, data, split) -> Dict[str, Dict[str, float]]:
+    def _evaluate(self, model, cohort, data, split
+                  ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
+        """``(scores, stats)`` as the single-process task computes them: every member's
+        val/test score and ALW's per-student statistics (:func:`alw_stats`; of the whole
+        graph on node tasks, of the first validation batch on graph tasks). Rank 0's values
+        are the ones used (the caller broadcasts them)."""
         ds = self.dataset
         model.eval()
+        if self.sampled:
+            return self._evaluate_sampled(model, cohort, split)
         net = model.module if self.mode == "data" else model
         out: Dict[str, Dict[str, float]] = {}
         if ds.task == "node":
-            probs = member_probs(cohort, net(data.x, data.edge_index))
-            for name, p in probs.items():
+            logits = net(data.x, data.edge_index)
+            for name, p in member_probs(cohort, logits).items():
                 out[name] = {part: evaluate(p[m], data.y[m], ds.metric, ds.ogb_name)
                              for part, m in (("val", split.val), ("test", split.test))}
-            return out
+            return out, alw_stats(cohort, logits)
+        stats: Dict[str, float] = {}
+        if self.mode == "data" and cohort.alw is not None and self.ctx.is_main:
+            # the single-process task's first validation batch (this rank's share may differ);
+            # a loader with a generator of its own: opening it draws no global random number
+            from torch_geometric.loader import DataLoader
+
+            first = next(iter(DataLoader(self.dataset.data[split.val],
+                                         batch_size=self.resolved.eval_batch_size,
+                                         generator=torch.Generator())), None)
+            if first is not None:
+                first = first.to(self.device)
+                stats = alw_stats(cohort, net(first.x, first.edge_index, batch=first.batch,
+                                              edge_attr=first.get("edge_attr")))
         for part, index in (("val", split.val), ("test", split.test)):
             probs: Dict[str, List[Tensor]] = {}
             ys = []
@@ -643,6 +732,8 @@ class DistributedTrainer:
                 batch = batch.to(self.device)
                 logits = net(batch.x, batch.edge_index, batch=batch.batch,
                              edge_attr=batch.get("edge_attr"))
+                if part == "val" and not stats and self.mode == "student":
+                    stats = alw_stats(cohort, logits)  # of the first validation batch
                 for name, p in member_probs(cohort, logits).items():
                     probs.setdefault(name, []).append(p)
                 ys.append(batch.y)
@@ -656,7 +747,268 @@ class DistributedTrainer:
             for name, p in zip(names, stacked):
                 out.setdefault(name, {})[part] = evaluate(p.cpu(), y.cpu(), ds.metric,
                                                           ds.ogb_name)
+        return out, stats
+
+    # ------------------------------------------------------------ sampled nodes
+    def _setup_sampling(self, split) -> None:
+        """The sampler's and the layer-wise inference's CSR (built once per graph, as
+        :class:`~graphmutual.train.sampled.SampledNodeTask` does) and this seed's labels."""
+        from torch_geometric.loader import NodeLoader
+
+        from graphmutual.train.sampled import SampledNodeRunner
+
+        n = self.dataset.data.num_nodes
+        train = split.train.cpu()
+        if train.dtype != torch.bool:
+            train = torch.zeros(n, dtype=torch.bool).index_fill_(0, train.long(), True)
+        if self._runner is None:
+            self._runner = SampledNodeRunner(
+                self.dataset.data, train, self.fanout, batch_size=self.batch_size,
+                eval_batch_size=max(self.resolved.eval_batch_size or 0, 8192),
+                device=self.device)
+            # data-parallel batches are built from our own seed chunks with its filter_fn
+            self._node_loader = NodeLoader(self._runner.data, node_sampler=self._runner.sampler,
+                                           batch_size=1)
+            self._x_eval = self._runner.data.x.to(self.device)
+        else:
+            self._runner.set_labelled(train)
+
+    @contextmanager
+    def _private_rng(self, seed: int) -> Iterator[None]:
+        """Run a block on generators seeded by ``seed`` and leave the global ones as they
+        were (so that what differs between ranks never puts their generators out of step)."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed % 2 ** 63)
+            yield
+
+    def _sampled_epoch(self, model, cohort, opt, epoch: int, seed: int) -> Dict[str, float]:
+        """One epoch of neighbour-sampled training; the seed-weighted mean loss terms, as
+        :meth:`SampledNodeRunner.train_epoch <graphmutual.train.sampled.SampledNodeRunner.\
+train_epoch>` returns them."""
+        model.train()
+        cohort.set_epoch(epoch)
+        show = self.config.progress and self.ctx.is_main
+        if self.mode == "data":
+            return self._sampled_data_epoch(cohort, opt, epoch, show)
+        sums: Dict[str, float] = {}
+        seen = 0
+        # every rank iterates the same loader with the same global generator: same batches
+        loader = tqdm(self._runner.loader(), desc=f"epoch {epoch}", disable=not show,
+                      leave=False, dynamic_ncols=True)
+        for step, batch in enumerate(loader):
+            stream = ((seed * 1_000_003 + epoch) * 1_000_003 + step) % 2 ** 63
+            losses = self._student_step(model, cohort, opt, batch, epoch, stream)
+            bs = int(batch.batch_size)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * bs
+            seen += bs
+        return {k: v / max(seen, 1) for k, v in sums.items()}
+
+    def _student_step(self, model, cohort, opt, batch, epoch: int,
+                      stream: int) -> Dict[str, Tensor]:
+        """Student-parallel: this rank's students on the shared batch, the seeds' logits
+        all-gathered, the single-process step's loss (a mimicry-only step without labels)."""
+        from graphmutual.train.sampled import mimicry_only_loss
+
+        batch = batch.to(self.device)
+        bs = int(batch.batch_size)
+        y, lab = batch.y[:bs], batch.labelled[:bs]
+        opt.zero_grad(set_to_none=True)
+        # dropout from a stream of (seed, epoch, step): the global generator, which draws the
+        # batches, advances as in a single process
+        with self._private_rng(stream):
+            logits = model.forward_seeds(bs, batch.x, batch.edge_index)
+        if bool(lab.any()):
+            losses = cohort.loss(logits, y, lab)
+        else:
+            try:
+                losses = cohort.loss(logits, y, lab)
+            except ValueError:  # no labels and no mimicry: nothing to learn, no step
+                losses = mimicry_only_loss(cohort, logits, epoch)
+                if cohort.weighting == "none" or cohort.mimic_scale(epoch) <= 0:
+                    return losses
+        losses["total"].backward()
+        model.sync_gradients()
+        opt.step()
+        return losses
+
+    def _sampled_data_epoch(self, cohort, opt, epoch: int, show: bool) -> Dict[str, float]:
+        from torch.utils.data import DataLoader
+
+        n = self._runner.data.num_nodes
+        # the permutation of the single-process runner's epoch, the same on every rank: its
+        # shuffling NodeLoader, iterated through tqdm.auto (which opens one more iterator of
+        # it on creation: one more draw of the global generator), draws exactly these numbers
+        perm = next(iter(tqdm(DataLoader(range(n), batch_size=n, shuffle=True),
+                              disable=True)))
+        chunks = perm.split(self.batch_size)
+        sums: Dict[str, float] = {}
+        counts: Dict[str, int] = {}
+        seen = 0
+        for step, chunk in enumerate(tqdm(chunks, desc=f"epoch {epoch}", disable=not show,
+                                          leave=False, dynamic_ncols=True)):
+            losses = self._data_step(cohort, opt, chunk, epoch, step)
+            b = chunk.numel()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
+                counts[k] = counts.get(k, 0) + b
+            seen += b
+        parts = self._all_gather_objects((sums, counts))
+        world = self.ctx.world_size
+        out: Dict[str, float] = {}
+        for k in sorted(set().union(*(p[0] for p in parts))):
+            total = sum(p[0].get(k, 0.0) for p in parts)
+            if term_kind(k):  # rank means re-weighted by weight_terms: their mean is exact
+                out[k] = total / (world * max(seen, 1))
+            else:
+                out[k] = total / max(sum(p[1].get(k, 0) for p in parts), 1)
         return out
+
+    def _data_step(self, cohort, opt, chunk: Tensor, epoch: int, step: int
+                   ) -> Dict[str, Tensor]:
+        r"""Data-parallel: this rank's share of the global batch ``chunk``, its own sampled
+        subgraph, the loss re-weighted so that the ranks' mean gradient is the single-process
+        batch's (:func:`weight_terms`), gradients averaged by one all-reduce."""
+        world, rank = self.ctx.world_size, self.ctx.rank
+        # one draw per step on every rank (the generators stay in step); rank 0 samples
+        # with it, as the single-process sampler does, the others with offsets of it
+        base = int(torch.randint(0, 2 ** 62, (1,)))
+        mine = chunk.tensor_split(world)[rank]
+        labelled = self._runner.data.labelled
+        w_lab = world * int(labelled[mine].sum()) / max(int(labelled[chunk].sum()), 1)
+        w_all = world * mine.numel() / chunk.numel()
+        opt.zero_grad(set_to_none=True)
+        losses: Dict[str, Tensor] = {}
+        if mine.numel():
+            own = (base + rank * 0x9E3779B97F4A7C15) % 2 ** 62
+            with self._private_rng(own):  # this rank's sample and dropout masks
+                batch = self._sample(mine, own).to(self.device)
+                bs = mine.numel()
+                logits = cohort(batch.x, batch.edge_index)[:, :bs]
+            y, lab = batch.y[:bs], batch.labelled[:bs]
+            try:
+                raw = cohort.loss(logits, y, lab)
+            except ValueError:
+                if bool(lab.any()):
+                    raise
+                raw = None  # no labels and no mimicry on this rank's seeds: no gradient
+            if raw is not None:
+                losses = weight_terms(raw, w_lab, w_all)
+                losses["total"].backward()
+        self._all_reduce_grads(list(cohort.parameters()))
+        opt.step()
+        return losses
+
+    def _sample(self, seeds: Tensor, seed: int):
+        """The sampled subgraph around ``seeds`` as a NodeLoader batch (seeds first)."""
+        from torch_geometric.sampler import SamplerOutput
+
+        from graphmutual.ops import sample_neighbors
+
+        sampler = self._runner.sampler
+        out = sample_neighbors(sampler.csr, seeds, sampler.num_neighbors,
+                               replace=sampler.replace, seed=seed)
+        return self._node_loader.filter_fn(SamplerOutput(
+            node=out.node, row=out.row, col=out.col, edge=out.edge,
+            num_sampled_nodes=out.num_sampled_nodes, num_sampled_edges=out.num_sampled_edges,
+            metadata=(seeds, None)))
+
+    def _all_reduce_grads(self, params: List[nn.Parameter]) -> None:
+        """Average the gradients over the ranks in one all-reduce; a parameter no rank has
+        a gradient for keeps ``grad=None`` (Adam then skips it, as in a single process)."""
+        if self.ctx.world_size == 1 or not params:
+            return
+        ref = params[0]
+        flat = torch.cat([p.grad.reshape(-1) if p.grad is not None else
+                          torch.zeros(p.numel(), dtype=ref.dtype, device=ref.device)
+                          for p in params]
+                         + [torch.tensor([float(p.grad is not None) for p in params],
+                                         dtype=ref.dtype, device=ref.device)])
+        self._all_reduce(flat)
+        has = flat[-len(params):].tolist()
+        offset = 0
+        for p, h in zip(params, has):
+            k = p.numel()
+            p.grad = (flat[offset:offset + k] / self.ctx.world_size).view_as(p).clone() \
+                if h > 0 else None
+            offset += k
+
+    def _all_gather_objects(self, obj: Any) -> List[Any]:
+        out: List[Any] = [None] * self.ctx.world_size
+        try:
+            dist.all_gather_object(out, obj)
+        except RuntimeError as exc:
+            raise self._fail(exc) from exc
+        return out
+
+    @torch.no_grad()
+    def _evaluate_sampled(self, model, cohort, split):
+        """Exact layer-wise inference on all nodes, each rank on a block of the students
+        (student-parallel: its own; data-parallel: every rank holds the whole cohort and
+        takes an even share of it), the logits all-gathered."""
+        ds, runner = self.dataset, self._runner
+        world, rank = self.ctx.world_size, self.ctx.rank
+        owners = (model.owners if self.mode == "student" else
+                  [t.tolist() for t in torch.arange(cohort.num_students).tensor_split(world)])
+        mine = owners[rank]
+        if mine:
+            local = runner.inference([cohort.students[k] for k in mine], self._x_eval)
+        else:  # more ranks than students
+            local = self._x_eval.new_zeros((0, runner.data.num_nodes, ds.num_classes))
+        width = max(len(o) for o in owners)
+        if local.size(0) < width:
+            local = torch.cat([local, local.new_zeros((width - local.size(0),)
+                                                      + tuple(local.shape[1:]))])
+        parts = [torch.empty_like(local) for _ in range(world)]
+        try:
+            dist.all_gather(parts, local.contiguous())
+        except RuntimeError as exc:
+            raise self._fail(exc) from exc
+        logits = torch.cat([parts[r][:len(ks)] for r, ks in enumerate(owners)])
+        y = runner.data.y
+        scores = {name: {part: evaluate(p.cpu()[m], y[m], ds.metric, ds.ogb_name)
+                         for part, m in (("val", split.val), ("test", split.test))}
+                  for name, p in member_probs(cohort, logits).items()}
+        return scores, alw_stats(cohort, logits)
+
+    def _validate_checkpoint(self, path: Path) -> TrainState:
+        """Restore ``path`` into a whole cohort (on the CPU) and its optimiser, with the
+        single-process trainer's one-line :class:`CheckpointError` when the file is not a
+        seed checkpoint or was written for another cohort or configuration."""
+        full = build_cohort(self.dataset, self.resolved)
+        state = TrainState(BestTracker(members(full), self.patience))
+        state.restore(path, full, torch.optim.Adam(full.parameters(), lr=self.lr))
+        return state
+
+    def _restore(self, path: Path, model, cohort, opt, names: List[str]) -> TrainState:
+        """Load a seed checkpoint (the single-process layout) into this rank's cohort and
+        optimiser; also restores the random generators."""
+        if self.mode == "data":
+            state = TrainState(BestTracker(names, self.patience))
+            state.restore(path, cohort, opt)
+            return state
+        state = self._validate_checkpoint(path)  # checks it against the whole cohort
+        raw = load_checkpoint(path)
+        model.load_full_state_dict(raw["cohort"])
+        model.load_full_optimizer_state(opt, raw["optimizer"])
+        return state
+
+    def _check_interrupted_seeds(self) -> None:
+        """Before any work on ``resume``: every unfinished seed's checkpoint must fit this
+        run's cohort (as :meth:`Trainer._check_interrupted_seeds
+        <graphmutual.train.Trainer._check_interrupted_seeds>`)."""
+        if self.output is None:
+            return
+        for seed in self.resolved.seeds:
+            ckpt = self._checkpoint_path(seed)
+            if not (self.output / f"seed{seed}.json").exists() and ckpt.exists():
+                self._validate_checkpoint(ckpt)
+
+    # the single-process trainer's: the settings recorded in seed{N}.json, and the check of
+    # a finished seed's file against them on resume
+    _settings = Trainer._settings
+    _finished_seed = Trainer._finished_seed
 
     # --------------------------------------------------------------- one seed
     def _checkpoint_path(self, seed: int) -> Optional[Path]:
@@ -671,6 +1023,9 @@ class DistributedTrainer:
         if self.mode == "student":
             model = StudentParallel(cohort, ctx.device)
             params = model.local_parameters()
+        elif self.sampled:  # gradients all-reduced by _all_reduce_grads, not by DDP
+            model = cohort.to(ctx.device)
+            params = list(cohort.parameters())
         else:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -688,23 +1043,21 @@ class DistributedTrainer:
         start_epoch, since_best = 0, 0
         ckpt = self._checkpoint_path(seed)
         if resume and ckpt is not None and ckpt.exists():
-            state = load_checkpoint(ckpt)
+            restored = self._restore(ckpt, model, cohort, opt, names)
+            best_states = restored.tracker.best_states
             if self.mode == "student":
-                model.load_full_state_dict(state["cohort"])
-                model.load_full_optimizer_state(opt, state["optimizer"])
-                best_states = {m: s for m, s in state["best_states"].items()
+                best_states = {m: s for m, s in best_states.items()
                                if cohort.names.index(m) in model.local}
-            else:
-                cohort.load_state_dict(state["cohort"])
-                opt.load_state_dict(state["optimizer"])
-                best_states = state["best_states"]
-            best = {m: Best(**b) for m, b in state["best"].items()}
-            history, train_seconds = state["history"], state["train_seconds"]
-            start_epoch, since_best = state["epoch"] + 1, state["since_best"]
-            set_rng_state(state["rng"])
+            best = restored.tracker.best
+            history, train_seconds = restored.history, restored.train_seconds
+            start_epoch, since_best = restored.next_epoch, restored.tracker.since_best
 
         data = None
-        if ds.task == "node":
+        if self.sampled:
+            self._setup_sampling(split)
+            split = type(split)(split.train.cpu(), split.val.cpu(), split.test.cpu(),
+                                split.description)
+        elif ds.task == "node":
             data = ds.data.to(ctx.device)
             split = type(split)(split.train.to(ctx.device), split.val.to(ctx.device),
                                 split.test.to(ctx.device), split.description)
@@ -719,7 +1072,9 @@ class DistributedTrainer:
             if since_best >= self.patience:
                 break
             t0 = time.perf_counter()
-            if ds.task == "node":
+            if self.sampled:
+                losses = self._sampled_epoch(model, cohort, opt, epoch, seed)
+            elif ds.task == "node":
                 losses = self._node_epoch(model, cohort, opt, data, split, epoch)
             else:
                 losses = self._graph_epoch(model, cohort, opt, split, epoch, seed)
@@ -727,13 +1082,16 @@ class DistributedTrainer:
             if not math.isfinite(losses["total"]):
                 raise FloatingPointError(f"the loss became {losses['total']} at epoch {epoch} "
                                          f"(seed {seed})")
-            scores = self._evaluate(model, cohort, data, split)
+            scores, stats = self._evaluate(model, cohort, data, split)
             # rank 0's scores drive model selection on every rank (no divergent control flow)
-            flat = torch.tensor([scores[m][p] for m in names for p in ("val", "test")],
+            stat_keys = alw_stat_keys(cohort)
+            flat = torch.tensor([scores[m][p] for m in names for p in ("val", "test")]
+                                + [stats.get(k, 0.0) for k in stat_keys],
                                 dtype=torch.float64, device=ctx.device)
             flat = self._broadcast(flat).cpu().tolist()
             scores = {m: {"val": flat[2 * i], "test": flat[2 * i + 1]}
                       for i, m in enumerate(names)}
+            stats = dict(zip(stat_keys, flat[2 * len(names):]))
             improved = False
             for m in names:
                 if scores[m]["val"] > best[m].val:
@@ -748,7 +1106,7 @@ class DistributedTrainer:
             since_best = 0 if improved else since_best + 1
             history.append({"epoch": epoch, **{f"loss/{k}": v for k, v in losses.items()},
                             **{f"{p}/{m}": scores[m][p] for m in names
-                               for p in ("val", "test")}})
+                               for p in ("val", "test")}, **stats})
             bar.set_postfix(loss=f"{losses['total']:.3f}")
             last = epoch + 1 >= self.epochs or since_best >= self.patience
             if ckpt is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
@@ -766,11 +1124,13 @@ class DistributedTrainer:
             "seconds_per_epoch": float(np.mean(train_seconds)) if train_seconds else 0.0,
             "members": {m: vars(best[m]) for m in names},
             "students": list(cohort.names),
+            "settings": self._settings(),
             "distributed": {"mode": self.mode, "world_size": ctx.world_size,
                             "backend": ctx.backend},
         }
         try:  # the validation labels, for the chance level of the health check
-            y_val = (data.y[split.val] if data is not None
+            y_val = (self._runner.data.y[split.val] if self.sampled
+                     else data.y[split.val] if data is not None
                      else self.dataset.data[split.val].y)
         except (AttributeError, IndexError, TypeError):
             y_val = None
@@ -839,10 +1199,12 @@ class DistributedTrainer:
         """Run every seed; every rank returns the summary, rank 0 writes ``results.json``."""
         per_seed = []
         best_val = -math.inf  # of the exported student so far
+        if resume:
+            self._check_interrupted_seeds()
         for seed in self.config.seeds:
             done = self.output / f"seed{seed}.json" if self.output else None
             if resume and done is not None and done.exists():
-                res = json.loads(done.read_text())
+                res = self._finished_seed(done)
                 per_seed.append(res)
                 best_val = max([best_val] + [res["members"][s]["val"]
                                              for s in res.get("students", [])])
@@ -904,7 +1266,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None,
-                   help="graph tasks: the global batch, split evenly over the ranks")
+                   help="graph tasks: the global batch, split evenly over the ranks; node "
+                        "tasks: seed nodes per global step of neighbour-sampled training")
+    p.add_argument("--fanout", default=None,
+                   help="with --batch-size on node tasks: neighbours sampled per hop, e.g. "
+                        "15,10 (-1 = all)")
     p.add_argument("--seeds", default=None, help="N (seeds 0..N-1) or a list '0,3'")
     p.add_argument("--device", default=None, help="cpu (default), cuda or auto")
     p.add_argument("--threads", type=int, default=None, help="torch threads per rank")
@@ -924,7 +1290,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     values: Dict[str, Any] = load_yaml_config(args.config) if args.config else {}
     for key in ("dataset", "root", "students", "method", "epochs", "lr", "hidden", "dropout",
-                "batch_size", "seeds", "device", "threads", "checkpoint_every", "output"):
+                "batch_size", "fanout", "seeds", "device", "threads", "checkpoint_every",
+                "output"):
         v = getattr(args, key)
         if v is not None:
             values[key] = int(v) if key == "seeds" and str(v).isdigit() else v
@@ -943,7 +1310,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DistributedError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 3
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     if is_main_process():
