@@ -143,3 +143,22 @@ def test_tu_datasets_equal_dataloader(tmp_dataset_copy, folder, name):
     split = ds.split(0)
     compare(ds.data, split.train, 32, True)
     compare(ds.data, split.val, 256, False)
+
+
+def test_training_with_sliced_batches_is_the_same_run(tmp_dataset_copy):
+    """GraphBatchTask with SliceLoader (the default) and with PyG's DataLoader: the same
+    losses, scores and weights (same batches, same random numbers for dropout)."""
+    from graphmutual.train import TrainConfig, Trainer
+
+    root = tmp_dataset_copy("TUDataset/MUTAG")
+    runs = []
+    for slicing in (True, False):
+        cfg = TrainConfig(dataset="mutag", root=str(root), students=["gin", "gcn"],
+                          method="gml", epochs=2, hidden=16, progress=False, seeds=[1])
+        trainer = Trainer(cfg)
+        trainer.task.slicing = slicing
+        runs.append(trainer.fit_seed(1))
+    (a, b) = runs
+    assert a.history == b.history
+    for (name, p), q in zip(a.cohort.state_dict().items(), b.cohort.state_dict().values()):
+        assert torch.equal(p, q), name

@@ -241,12 +241,19 @@ class GraphBatchTask(TrainingTask):
         c = self.config
         return bool(c.node_mimic or c.view_drop or c.alw_holdout or c.boost)
 
+    #: Cut the training and evaluation batches straight from the in-memory dataset's
+    #: storage (:class:`~graphmutual.data.SliceLoader`, where
+    #: :func:`~graphmutual.data.can_slice` allows it) rather than with PyG's ``DataLoader``
+    #: (per-graph ``separate`` + ``Batch.from_data_list``). Both give the same batches and
+    #: draw the same random numbers, so a run is the same either way; slicing is faster.
+    slicing: bool = True
+
     def _loader(self, index, shuffle: bool, generator=None):
-        from torch_geometric.loader import DataLoader
+        from graphmutual.data import graph_loader
 
         bs = self.config.batch_size if shuffle else self.config.eval_batch_size
-        return DataLoader(self.dataset.data[index], batch_size=bs, shuffle=shuffle,
-                          generator=generator)
+        return graph_loader(self.dataset.data, index, bs, shuffle=shuffle, generator=generator,
+                            slicing=self.slicing)
 
     def _transductive_loader(self, generator):
         r"""Training batches that also carry the unlabelled (validation + test) graphs.
