@@ -145,7 +145,35 @@ def test_tu_datasets_equal_dataloader(tmp_dataset_copy, folder, name):
     compare(ds.data, split.val, 256, False)
 
 
-def test_training_with_sliced_batches_is_the_same_run(tmp_dataset_copy):
+def test_transductive_batches_equal_the_collated_copies():
+    """GraphBatchTask's transductive batches (training graphs + unlabelled held-out graphs
+    with y = -1 and a ``labelled`` flag): sliced ones equal the DataLoader ones."""
+    from graphmutual.data import GraphDataset, Split
+    from graphmutual.train import TrainConfig
+    from graphmutual.train.defaults import resolve_config
+    from graphmutual.train.tasks import GraphBatchTask
+
+    split = Split(torch.arange(0, 20), torch.arange(20, 28), torch.arange(28, 37), "toy")
+    ds = GraphDataset(name="toy", task="graph", data=synthetic(), num_features=5,
+                      num_classes=3, metric="accuracy", splitter=lambda seed: split)
+    ds.data._data.y = ds.data._data.y.view(-1)
+    cfg = resolve_config(TrainConfig(dataset="toy", batch_size=6, transductive=True), ds)
+    out = []
+    for slicing in (True, False):
+        task = GraphBatchTask(ds, cfg, torch.device("cpu"))
+        task.slicing = slicing
+        task.setup(0)
+        torch.manual_seed(5)
+        out.append(list(task._transductive_loader(torch.Generator().manual_seed(2))))
+        out.append(torch.rand(1))  # the global RNG is drawn from alike
+    assert_same_batches(out[0], out[2])
+    assert torch.equal(out[1], out[3])
+    assert sum(int(b.labelled.sum()) for b in out[0]) == 20
+    assert all(bool((b.y[~b.labelled] == -1).all()) for b in out[0])
+
+
+@pytest.mark.parametrize("transductive", [False, True])
+def test_training_with_sliced_batches_is_the_same_run(tmp_dataset_copy, transductive):
     """GraphBatchTask with SliceLoader (the default) and with PyG's DataLoader: the same
     losses, scores and weights (same batches, same random numbers for dropout)."""
     from graphmutual.train import TrainConfig, Trainer
@@ -154,7 +182,8 @@ def test_training_with_sliced_batches_is_the_same_run(tmp_dataset_copy):
     runs = []
     for slicing in (True, False):
         cfg = TrainConfig(dataset="mutag", root=str(root), students=["gin", "gcn"],
-                          method="gml", epochs=2, hidden=16, progress=False, seeds=[1])
+                          method="gml", epochs=2, hidden=16, progress=False, seeds=[1],
+                          warmup=0, transductive=transductive)
         trainer = Trainer(cfg)
         trainer.task.slicing = slicing
         runs.append(trainer.fit_seed(1))

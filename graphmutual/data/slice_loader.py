@@ -190,8 +190,14 @@ class SliceLoader:
         return list(perm.split(self.batch_size))
 
     def __iter__(self) -> Iterator:
+        for _, batch in self.with_positions():
+            yield batch
+
+    def with_positions(self) -> Iterator[Tuple[Tensor, object]]:
+        """Like iterating the loader, but yields ``(positions, batch)``: which entries of
+        ``index`` each batch holds (e.g. to flag some of its graphs)."""
         for pos in self._order():
-            yield self.collate(self.graphs[pos])
+            yield pos, self.collate(self.graphs[pos])
 
     def collate(self, graphs: Tensor):
         """The :class:`~torch_geometric.data.Batch` of the stored graphs ``graphs`` (storage
