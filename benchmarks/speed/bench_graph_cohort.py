@@ -6,21 +6,25 @@ batch = collate + forward + loss + backward + Adam step:
 
 * ``plain_gin``   -- one plain-PyG GIN (OGB ``AtomEncoder``, batch norm inside each GIN MLP
   and after each hidden layer, mean pooling, dropout 0.5, linear head, BCE with logits, Adam
-  lr 1e-3, weight decay 1e-6). No graphmutual code in the model or the loop.
-* ``plain_seq3``  -- three such plain-PyG models (GCN, GAT with 8 heads, GIN) trained one
-  after another, each over its own loader (the time is the sum of the three).
-* ``cohort``      -- the K=3 GCN+GAT+GIN GML cohort as ``graphmutual train`` builds it
-  (:func:`graphmutual.train.cohort.build_cohort`, ``--hidden 64 --num-layers 2``), trained
-  with the trainer's step (``cohort(x, edge_index, batch=..., edge_attr=...)``,
-  ``cohort.loss``, backward, Adam, one ``float()`` per loss term).
-* ``cohort_unfused`` -- the same cohort with ``fused=False`` (students one by one).
-* ``cohort_foreach`` -- ``cohort`` with ``Adam(foreach=True)`` (a trainer-side suggestion:
-  one multi-tensor update instead of a Python loop over the cohort's ~64 parameters).
-* ``plain_gin_fastcollate`` / ``cohort_fast`` -- trainer-side suggestions together: batches
-  sliced straight out of the in-memory dataset's storage (:class:`SliceLoader`, a handful
-  of tensor ops instead of PyG's per-graph ``separate`` + ``Batch.from_data_list``), and for
-  the cohort also ``Adam(foreach=True)``; the plain GIN with the same loader is the fair
-  yardstick for it.
+  lr 1e-3, weight decay 1e-6) over PyG's ``DataLoader``. No graphmutual code in the model or
+  the loop: the reference of issue 17.
+* ``plain_gin_slice`` -- the same plain GIN, batches from graphmutual's
+  :class:`~graphmutual.data.SliceLoader` (the same batches, cut from the dataset's storage):
+  the yardstick when both sides use the faster loader.
+* ``plain_seq3``  -- three plain-PyG models (GCN, GAT with 8 heads, GIN) over PyG's
+  ``DataLoader``, trained one after another (the time is the sum of the three).
+* ``cohort``      -- the K=3 GCN+GAT+GIN GML cohort as ``graphmutual train`` trains it now:
+  :func:`graphmutual.train.cohort.build_cohort` (``--hidden 64 --num-layers 2``), batches
+  from :func:`graphmutual.data.graph_loader` (``SliceLoader``), the trainer's
+  :func:`~graphmutual.train.trainer.make_optimizer` (Adam, ``foreach``) and the task's step
+  (:func:`graphmutual.train.tasks._step`, one ``float()`` per loss term).
+* ``cohort_before`` -- the same cohort as the trainer ran it before this change: PyG's
+  ``DataLoader`` and the default (for-loop) Adam.
+* ``cohort_unfused`` -- ``cohort`` with ``fused=False`` (students one by one).
+* ``cohort_fused_adam`` -- ``cohort`` with ``Adam(fused=True)`` (a proposal: not bit-identical
+  to the default Adam, rounding-level differences).
+* ``cohort_gat4`` -- ``cohort`` with a 4-head GAT student instead of 8 heads (a proposal: it
+  changes the model, so it needs validation evidence before it could become a default).
 
 Timing is interleaved in blocks of ``--block`` batches (the variants take turns every
 block, order rotated) so that load from other processes hits all variants alike. Both the
@@ -56,71 +60,42 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "datasets"
-VARIANTS = ("plain_gin", "plain_seq3", "cohort", "cohort_unfused", "cohort_foreach",
-            "plain_gin_fastcollate", "cohort_fast")
-
-
-# ------------------------------------------------------------------------- fast batching
-class SliceLoader:
-    """Shuffled mini-batches of an ``InMemoryDataset`` cut straight from its storage.
-
-    The graphs of an in-memory dataset are stored concatenated with ``slices``; a batch of
-    graphs ``idx`` is then one gather per attribute (node ids and edge ids from
-    ``repeat_interleave`` of the graphs' ranges) plus the node offsets of ``edge_index``.
-    Equivalent to PyG's ``DataLoader`` for datasets with ``x``, ``edge_index``,
-    ``edge_attr`` and one ``y`` per graph (checked by ``--check-loader``).
-    """
-
-    def __init__(self, dataset, index, batch_size: int, generator=None) -> None:
-        self.data, self.slices = dataset._data, dataset.slices
-        self.index = torch.as_tensor(index, dtype=torch.long)
-        self.batch_size, self.generator = batch_size, generator
-
-    def _ranges(self, key: str, idx):
-        start, end = self.slices[key][idx], self.slices[key][idx + 1]
-        count = end - start
-        cum = torch.cumsum(count, 0) - count
-        ids = torch.repeat_interleave(start - cum, count) + torch.arange(int(count.sum()))
-        return ids, count, cum
-
-    def batch(self, idx):
-        from torch_geometric.data import Batch
-
-        d = self.data
-        nodes, n_count, n_cum = self._ranges("x", idx)
-        edges, e_count, _ = self._ranges("edge_index", idx)
-        b = Batch(x=d.x[nodes], edge_attr=d.edge_attr[edges], y=d.y[idx],
-                  edge_index=d.edge_index[:, edges] + torch.repeat_interleave(n_cum, e_count),
-                  batch=torch.repeat_interleave(torch.arange(idx.numel()), n_count))
-        b._num_graphs = idx.numel()
-        return b
-
-    def __iter__(self):
-        perm = self.index[torch.randperm(self.index.numel(), generator=self.generator)]
-        for idx in perm.split(self.batch_size):
-            yield self.batch(idx)
-
-    def __len__(self) -> int:
-        return -(-self.index.numel() // self.batch_size)
+VARIANTS = ("plain_gin", "plain_gin_slice", "plain_seq3", "cohort", "cohort_before",
+            "cohort_unfused", "cohort_fused_adam", "cohort_gat4")
+#: ``cohort_*`` variant -> keyword arguments of :func:`cohort_steps`
+COHORTS = {"cohort": {}, "cohort_before": {"adam": "loop", "fast": False},
+           "cohort_unfused": {"fused": False}, "cohort_fused_adam": {"adam": "fused"},
+           "cohort_gat4": {"gat_heads": 4}}
+#: (numerator, denominator) of the reported ratios
+RATIOS = (("cohort", "plain_gin"), ("plain_seq3", "cohort"), ("cohort", "plain_gin_slice"),
+          ("cohort_before", "cohort"), ("cohort_before", "plain_gin"),
+          ("cohort_unfused", "cohort"), ("cohort_fused_adam", "plain_gin"),
+          ("plain_seq3", "cohort_fused_adam"), ("cohort_gat4", "plain_gin"),
+          ("plain_seq3", "cohort_gat4"), ("plain_gin", "plain_gin_slice"))
 
 
 def check_loader(dataset, index) -> None:
-    """``SliceLoader`` batches equal PyG ``DataLoader`` batches (same graphs, same order)."""
+    """The package's ``SliceLoader`` batches equal PyG ``DataLoader`` batches here."""
     from torch_geometric.loader import DataLoader
+
+    from graphmutual.data import SliceLoader
 
     idx = torch.as_tensor(index[:100])
     ref = next(iter(DataLoader(dataset[idx], batch_size=100)))
-    ours = SliceLoader(dataset, idx, 100).batch(idx)
-    for key in ("x", "edge_index", "edge_attr", "y", "batch"):
+    ours = next(iter(SliceLoader(dataset, idx, 100)))
+    for key in ("x", "edge_index", "edge_attr", "y", "batch", "ptr"):
         if not torch.equal(ref[key], ours[key]):
             raise AssertionError(f"SliceLoader differs from DataLoader in {key}")
 
 
 def _loader(dataset, index, bs: int, gen, fast: bool):
+    """PyG's ``DataLoader`` or (``fast``) the package's loader, over the same batches."""
     from torch_geometric.loader import DataLoader
 
+    from graphmutual.data import graph_loader
+
     if fast:
-        return SliceLoader(dataset, index, bs, gen)
+        return graph_loader(dataset, index, bs, shuffle=True, generator=gen)
     return DataLoader(dataset[index], batch_size=bs, shuffle=True, generator=gen)
 
 
@@ -188,31 +163,45 @@ def _timed(loader, step: Callable[[object], None]) -> Callable[[int], Tuple[floa
 
 
 # ------------------------------------------------------------------------ graphmutual cohort
-def cohort_steps(ds, train_idx, hidden: int, layers: int, bs: int, fused: bool,
-                 foreach: bool = False, fast: bool = False):
-    from graphmutual.train.cohort import build_cohort
+def cohort_steps(ds, train_idx, hidden: int, layers: int, bs: int, fused: bool = True,
+                 adam: str = "trainer", fast: bool = True, gat_heads: int = 8):
+    """``(run, cohort)``: ``run(n)`` trains ``n`` batches of the GML cohort.
+
+    ``adam``: ``"trainer"`` (:func:`~graphmutual.train.trainer.make_optimizer`), ``"loop"``
+    (PyTorch's default) or ``"fused"``; ``fast``: the package's loader (else PyG's).
+    """
+    from graphmutual.mutual import MutualEnsemble
+    from graphmutual.train.cohort import _student_kwargs, build_students, unique_names
     from graphmutual.train.config import TrainConfig
+    from graphmutual.train.defaults import resolve_config
+    from graphmutual.train.tasks import _step
+    from graphmutual.train.trainer import make_optimizer
 
     torch.manual_seed(0)
-    cfg = TrainConfig(dataset="ogbg-molhiv", students=["gcn", "gat", "gin"], method="gml",
-                      hidden=hidden, num_layers=layers, batch_size=bs)
-    cohort = build_cohort(ds, cfg)
-    if not fused:
-        cohort = type(cohort)(list(cohort.students), method="gml", names=cohort.names,
-                              divergence=cohort.divergence, warmup=cohort.warmup,
-                              fused=False)
-    opt = torch.optim.Adam(cohort.parameters(), lr=1e-3, weight_decay=cfg.weight_decay,
-                           foreach=foreach or None)
+    cfg = resolve_config(TrainConfig(dataset="ogbg-molhiv", students=["gcn", "gat", "gin"],
+                                     method="gml", hidden=hidden, num_layers=layers,
+                                     batch_size=bs), ds)
+    kwargs = _student_kwargs(cfg)
+    kwargs["gat"] = {**kwargs.get("gat", {}), "heads": gat_heads}
+    students = build_students(ds, list(cfg.students), cfg.hidden, cfg.num_layers, cfg.dropout,
+                              student_kwargs=kwargs, pool=cfg.pool,
+                              edge_features=cfg.edge_features)
+    cohort = MutualEnsemble(students, names=unique_names(list(cfg.students)),
+                            **{**cfg.ensemble_kwargs(), "fused": "auto" if fused else False})
+    if adam == "trainer":
+        opt = make_optimizer(cohort, cfg.lr, cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(cohort.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                               fused=adam == "fused" or None)
     cohort.train()
     cohort.set_epoch(20)  # past the warm-up: the full mimicry loss is computed
     gen = torch.Generator().manual_seed(0)
+    device = torch.device("cpu")
 
-    def step(b) -> None:
-        opt.zero_grad(set_to_none=True)
-        logits = cohort(b.x, b.edge_index, batch=b.batch, edge_attr=b.get("edge_attr"))
-        losses = cohort.loss(logits, b.y)
-        losses["total"].backward()
-        opt.step()
+    def step(b) -> None:  # GraphBatchTask.train_epoch's step
+        b = b.to(device)
+        kw = {"batch": b.batch, "edge_attr": b.get("edge_attr")}
+        losses = _step(cohort, opt, (b.x, b.edge_index), b.y, None, kw)
         for v in losses.values():
             float(v.detach())
 
@@ -265,7 +254,7 @@ def main(argv: List[str] | None = None) -> Dict:
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--variants", default=",".join(VARIANTS[:4]))
+    p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--label", default="", help="suffix of the result files (e.g. -before)")
     p.add_argument("--note", default="", help="a line written under the command")
     p.add_argument("--quick", action="store_true", help="smoke run: 5 batches, 1 round")
@@ -286,23 +275,21 @@ def main(argv: List[str] | None = None) -> Dict:
     root = dataset_root(a.root)
     ds = load_dataset("ogbg-molhiv", root)  # also processes the raw files once
     train_idx = ds.split(0).train
-    check_loader(ds.data, train_idx)
+    check_loader(ds.data, train_idx)  # (tests/test_graph_loader.py checks it in full)
     plain_ds = PygGraphPropPredDataset("ogbg-molhiv", str(root / "ogb"))
 
     runners: Dict[str, List[Callable[[int], float]]] = {}
     fused_info = ""
     for v in variants:
-        if v in ("plain_gin", "plain_gin_fastcollate"):
+        if v in ("plain_gin", "plain_gin_slice"):
             runners[v] = [plain_steps(plain_ds, train_idx, "gin", a.hidden, a.layers,
-                                      a.batch_size, fast=v != "plain_gin")]
+                                      a.batch_size, fast=v == "plain_gin_slice")]
         elif v == "plain_seq3":
             runners[v] = [plain_steps(plain_ds, train_idx, k, a.hidden, a.layers, a.batch_size)
                           for k in ("gcn", "gat", "gin")]
         else:
             run, cohort = cohort_steps(ds, train_idx, a.hidden, a.layers, a.batch_size,
-                                       fused=v != "cohort_unfused",
-                                       foreach=v in ("cohort_foreach", "cohort_fast"),
-                                       fast=v == "cohort_fast")
+                                       **COHORTS[v])
             runners[v] = [run]
             if v == "cohort":
                 fused_info = repr(getattr(cohort, "_fused", None))
@@ -337,18 +324,9 @@ def main(argv: List[str] | None = None) -> Dict:
                     "wall_ms_min": 1e3 * min(wall[v])}
     ratios = {}
     for key in ("cpu_ms_median", "wall_ms_median", "wall_ms_min"):
-        st = {v: x[key] for v, x in stats.items()}
-        if "plain_gin" in st and "cohort" in st:
-            ratios[f"cohort / plain_gin ({key})"] = st["cohort"] / st["plain_gin"]
-        if "plain_seq3" in st and "cohort" in st:
-            ratios[f"plain_seq3 / cohort ({key})"] = st["plain_seq3"] / st["cohort"]
-        if "cohort_unfused" in st and "cohort" in st:
-            ratios[f"cohort_unfused / cohort ({key})"] = st["cohort_unfused"] / st["cohort"]
-        if "cohort_fast" in st and "plain_gin_fastcollate" in st:
-            ratios[f"cohort_fast / plain_gin_fastcollate ({key})"] = (
-                st["cohort_fast"] / st["plain_gin_fastcollate"])
-        if "cohort_fast" in st and "plain_gin" in st:
-            ratios[f"cohort_fast / plain_gin ({key})"] = st["cohort_fast"] / st["plain_gin"]
+        for num, den in RATIOS:
+            if num in stats and den in stats:
+                ratios[f"{num} / {den} ({key})"] = stats[num][key] / stats[den][key]
     from graphmutual.bench.environment import environment
 
     cmd = "python benchmarks/speed/bench_graph_cohort.py " + " ".join(

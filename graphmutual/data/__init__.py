@@ -32,6 +32,7 @@ from graphmutual.data.registry import (
     default_root,
     load_dataset,
 )
+from graphmutual.data.slice_loader import SliceLoader, can_slice, graph_loader
 from graphmutual.data.splits import per_class_random_split, stratified_kfold_split
 from graphmutual.data.validate import validate_graph, validate_graph_dataset
 
@@ -48,4 +49,7 @@ __all__ = [
     "validate_graph_dataset",
     "per_class_random_split",
     "stratified_kfold_split",
+    "SliceLoader",
+    "can_slice",
+    "graph_loader",
 ]

@@ -339,9 +339,10 @@ class MutualEnsemble(nn.Module):
         n, c = logits.shape[1:]
         if y.dim() != 1 or y.size(0) != n:
             raise ValueError(f"labels must have shape [{n}], got {tuple(y.shape)}")
-        lab = torch.arange(n, device=logits.device) if mask is None else mask
-        if lab.dtype == torch.bool and lab.numel() != n:
-            raise ValueError(f"mask has {lab.numel()} entries for {n} samples")
+        # every sample labelled: views of y and the logits (no gathers, no scatter back)
+        lab = slice(None) if mask is None else mask
+        if mask is not None and mask.dtype == torch.bool and mask.numel() != n:
+            raise ValueError(f"mask has {mask.numel()} entries for {n} samples")
         if mimic_mask is not None and mimic_mask.dtype == torch.bool \
                 and mimic_mask.numel() != n:
             raise ValueError(f"mimic_mask has {mimic_mask.numel()} entries for {n} samples")
@@ -362,11 +363,11 @@ class MutualEnsemble(nn.Module):
                 "the label mask selects no sample and there is no mimicry to learn from "
                 "(no mimic_mask sample, or a cohort without mimicry): nothing to learn from"
             )
-        if labelled and (int(y_lab.min()) < 0 or int(y_lab.max()) >= c):
-            raise ValueError(
-                f"labels must lie in [0, {c - 1}] for {c} classes; "
-                f"found {int(y_lab.min())}..{int(y_lab.max())}"
-            )
+        if labelled:
+            lo, hi = (int(v) for v in torch.aminmax(y_lab))  # one pass, one sync
+            if lo < 0 or hi >= c:
+                raise ValueError(f"labels must lie in [0, {c - 1}] for {c} classes; "
+                                 f"found {lo}..{hi}")
 
         out: Dict[str, Tensor] = {}
         if ce_weight is not None and ce_weight.shape != (self.num_students, n):

@@ -241,12 +241,19 @@ class GraphBatchTask(TrainingTask):
         c = self.config
         return bool(c.node_mimic or c.view_drop or c.alw_holdout or c.boost)
 
+    #: Cut the training and evaluation batches straight from the in-memory dataset's
+    #: storage (:class:`~graphmutual.data.SliceLoader`, where
+    #: :func:`~graphmutual.data.can_slice` allows it) rather than with PyG's ``DataLoader``
+    #: (per-graph ``separate`` + ``Batch.from_data_list``). Both give the same batches and
+    #: draw the same random numbers, so a run is the same either way; slicing is faster.
+    slicing: bool = True
+
     def _loader(self, index, shuffle: bool, generator=None):
-        from torch_geometric.loader import DataLoader
+        from graphmutual.data import graph_loader
 
         bs = self.config.batch_size if shuffle else self.config.eval_batch_size
-        return DataLoader(self.dataset.data[index], batch_size=bs, shuffle=shuffle,
-                          generator=generator)
+        return graph_loader(self.dataset.data, index, bs, shuffle=shuffle, generator=generator,
+                            slicing=self.slicing)
 
     def _transductive_loader(self, generator):
         r"""Training batches that also carry the unlabelled (validation + test) graphs.
@@ -258,7 +265,11 @@ class GraphBatchTask(TrainingTask):
         """
         from torch_geometric.loader import DataLoader
 
+        from graphmutual.data import can_slice
+
         split = self.split
+        if self.slicing and can_slice(self.dataset.data) is None:
+            return self._sliced_transductive_loader(generator)
         # built once per split; keyed on the split object itself (held, so its id is not reused)
         if self._transductive is None or self._transductive[0] is not split:
             def flagged(index, labelled: bool):
@@ -281,6 +292,29 @@ class GraphBatchTask(TrainingTask):
         unl = (torch.randperm(n_unl, generator=generator) + n_lab).tensor_split(steps)
         batches = [torch.cat([a, b]).tolist() for a, b in zip(lab, unl)]
         return DataLoader(graphs, batch_sampler=batches)
+
+    def _sliced_transductive_loader(self, generator):
+        """:meth:`_transductive_loader`'s batches (the same graphs, order, labels, flags and
+        random draws) cut from the dataset's storage instead of collated from copies."""
+        from graphmutual.data import SliceLoader
+
+        split = self.split
+        n_lab = len(split.train)
+        index = torch.cat([split.train, split.val, split.test])
+        steps = math.ceil(n_lab / self.config.batch_size)
+        lab = torch.randperm(n_lab, generator=generator).tensor_split(steps)
+        unl = (torch.randperm(len(index) - n_lab, generator=generator) + n_lab) \
+            .tensor_split(steps)
+        loader = SliceLoader(self.dataset.data, index,
+                             batches=[torch.cat([a, b]).tolist() for a, b in zip(lab, unl)])
+        for pos, batch in loader.with_positions():
+            labelled = pos < n_lab
+            batch.y = torch.where(labelled.view((-1,) + (1,) * (batch.y.dim() - 1)),
+                                  batch.y, -1)
+            batch.labelled = labelled
+            batch._slice_dict["labelled"] = torch.arange(len(pos) + 1)
+            batch._inc_dict["labelled"] = torch.zeros(len(pos), dtype=torch.long)
+            yield batch
 
     def _holdout_loader(self, generator):
         """Shuffled training batches whose graphs carry a ``holdout`` flag: a fraction

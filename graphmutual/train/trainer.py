@@ -46,8 +46,22 @@ from graphmutual.train.tracker import Best, BestTracker
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ENSEMBLE", "ENSEMBLE_ALW", "Best", "SeedRun", "Trainer", "normalized_features",
-           "resolve_device", "seed_everything", "summarize"]
+__all__ = ["ENSEMBLE", "ENSEMBLE_ALW", "Best", "SeedRun", "Trainer", "make_optimizer",
+           "normalized_features", "resolve_device", "seed_everything", "summarize"]
+
+
+def make_optimizer(module: torch.nn.Module, lr: float,
+                   weight_decay: float = 0.0) -> torch.optim.Adam:
+    r"""The trainer's optimizer: Adam over ``module``'s parameters with L2 weight decay,
+    :math:`g \leftarrow g + \lambda\theta`.
+
+    ``foreach=True``: one multi-tensor update per Adam operation over all parameters,
+    instead of PyTorch's default on the CPU, a Python loop over the parameters (a graph
+    cohort has ~60 small tensors, so the loop is most of the step's cost). The result is
+    bit for bit the same as the default (``tests/test_graph_speed.py``).
+    """
+    return torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay,
+                            foreach=True)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -147,7 +161,7 @@ class Trainer:
         seed_everything(seed, cfg.deterministic)
         task.setup(seed)
         cohort = build_cohort(self.dataset, cfg).to(self.device)
-        opt = torch.optim.Adam(cohort.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = make_optimizer(cohort, cfg.lr, cfg.weight_decay)
         names = members(cohort)
         state = TrainState(BestTracker(names, cfg.patience))
         ckpt = self._checkpoint_path(seed)
@@ -240,7 +254,7 @@ class Trainer:
             ckpt = self._checkpoint_path(seed)
             if not (self.output / f"seed{seed}.json").exists() and ckpt.exists():
                 cohort = build_cohort(self.dataset, self.resolved).to(self.device)
-                opt = torch.optim.Adam(cohort.parameters(), lr=self.resolved.lr)
+                opt = make_optimizer(cohort, self.resolved.lr)
                 TrainState(BestTracker(members(cohort), self.resolved.patience)).restore(
                     ckpt, cohort, opt)
 

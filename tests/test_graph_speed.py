@@ -1,0 +1,60 @@
+"""Speed changes of the graph training path change nothing but the speed."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch_geometric.nn.models import GAT, GCN, GIN
+
+from graphmutual.mutual import MutualEnsemble
+from graphmutual.train.trainer import make_optimizer
+
+torch.set_num_threads(1)
+
+
+def test_trainer_optimizer_is_bit_identical_to_default_adam():
+    torch.manual_seed(0)
+    base = MutualEnsemble([GIN(5, 16, 2, 3), GCN(5, 16, 2, 3), GAT(5, 16, 2, 3, heads=2)],
+                          method="gml")
+    x, y = torch.randn(40, 5), torch.randint(0, 3, (40,))
+    edge_index = torch.randint(0, 40, (2, 160))
+    params = []
+    for fast in (True, False):
+        cohort = copy.deepcopy(base)
+        opt = (make_optimizer(cohort, 0.01, 5e-4) if fast else
+               torch.optim.Adam(cohort.parameters(), lr=0.01, weight_decay=5e-4))
+        for _ in range(10):
+            opt.zero_grad()
+            cohort.loss(cohort(x, edge_index), y)["total"].backward()
+            opt.step()
+        params.append([p.detach().clone() for p in cohort.parameters()])
+    assert opt.defaults["foreach"] is None and make_optimizer(base, 0.1).defaults["foreach"]
+    for a, b in zip(*params):
+        assert torch.equal(a, b)
+
+
+def test_loss_without_mask_equals_the_loss_with_every_sample_masked_in():
+    """``mask=None`` takes views of the logits instead of gathers: the same terms and
+    gradients as an explicit all-samples mask (float64, exact)."""
+    torch.manual_seed(1)
+    cohort = MutualEnsemble([GIN(4, 8, 1, 3) for _ in range(3)], method="gml").double()
+    cohort.set_epoch(20)
+    y = torch.randint(0, 3, (30,))
+    base = torch.randn(3, 30, 3, dtype=torch.float64)
+    runs = []
+    for mask in (None, torch.ones(30, dtype=torch.bool), torch.arange(30)):
+        logits = base.clone().requires_grad_()
+        cohort.zero_grad()
+        losses = cohort.loss(logits, y, mask)
+        losses["total"].backward()
+        runs.append((losses, logits.grad, [p.grad.clone() for p in cohort.alw.parameters()]))
+    for losses, grad, alw_grads in runs[1:]:
+        assert losses.keys() == runs[0][0].keys()
+        for k in losses:
+            assert torch.equal(losses[k], runs[0][0][k]), k
+        assert torch.equal(grad, runs[0][1])
+        for a, b in zip(alw_grads, runs[0][2]):
+            assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="labels must lie"):
+        cohort.loss(base, torch.full((30,), 3))
