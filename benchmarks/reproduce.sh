@@ -151,8 +151,9 @@ $BENCH --root "$DATA" --datasets ogbg-molbace --methods ablations --seeds 3 --ep
 
 # (4) speed of a graph-level cohort (issue 17 section 3): molhiv training batches of a
 #     plain-PyG GIN, three plain models in sequence and the GML cohort, fused and unfused
-python benchmarks/speed/bench_graph_cohort.py --root "$DATA" --batches 100 \
-    --variants plain_gin,plain_seq3,cohort,cohort_unfused,cohort_foreach,plain_gin_fastcollate,cohort_fast
+python benchmarks/speed/bench_graph_cohort.py --root "$DATA" --batches 200
+python benchmarks/speed/time_graph_epoch.py --root "$DATA"
+python benchmarks/speed/profile_graph_cohort.py --root "$DATA"
 
 # (5) scale (issue 19): sampled vs full-batch cohorts on SBM graphs, our sampler against
 #     torch-sparse's (built alone, see the script), sampled vs full-batch accuracy, and
