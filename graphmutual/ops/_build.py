@@ -49,6 +49,13 @@ def _host_tag() -> str:
     return hashlib.sha1(info.encode()).hexdigest()[:8]
 
 
+def _checkout_tag() -> str:
+    """Short tag of this checkout's source folder: two checkouts (git worktrees, a venv and a
+    source tree) get their own build folders instead of rebuilding one in turn (torch's build
+    cache keys on the source paths)."""
+    return hashlib.sha1(str(CSRC).encode()).hexdigest()[:6]
+
+
 def _verbose() -> bool:
     return os.environ.get("GRAPHMUTUAL_VERBOSE_BUILD", "0") not in ("", "0")
 
@@ -99,10 +106,12 @@ def ensure(kind: str) -> Optional[str]:
     """Build/load extension ``kind`` ('cpu' or 'cuda') once; ``None`` if usable, else why not."""
     with _lock:
         if kind not in _status:
+            tag = _checkout_tag()
             if kind == "cpu":
-                _status[kind] = _load(f"graphmutual_cpu_{_host_tag()}", CPU_SOURCES, cuda=False)
+                _status[kind] = _load(f"graphmutual_cpu_{_host_tag()}_{tag}", CPU_SOURCES,
+                                      cuda=False)
             elif kind == "cuda":
-                _status[kind] = _load("graphmutual_cuda", CUDA_SOURCES, cuda=True)
+                _status[kind] = _load(f"graphmutual_cuda_{tag}", CUDA_SOURCES, cuda=True)
             else:  # pragma: no cover
                 raise ValueError(kind)
         return _status[kind]
