@@ -57,7 +57,7 @@ def test_runs_are_written_per_run_and_resumed(bench, tmp_path, capsys):
         assert 0.0 <= r["members"]["gcn"]["test"] <= 1.0
     md = Path(out + ".md").read_text()
     assert "fullbatch, 2 ep, warm-up 50" in md and "sampled, 1 ep, warm-up 0" in md
-    assert "Val accuracy" in md
+    assert "Val accuracy" in md and "| CPU s/run |" in md
     # the same call again runs nothing; another sampled setting adds a row
     bench.main(argv)
     assert capsys.readouterr().out.count("skipped") == 2

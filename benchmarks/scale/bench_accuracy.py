@@ -158,6 +158,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                 rows = load_rows(out)
             rows.append(row)
             write(args, rows)
+    if args.resume and rows:  # nothing left to run: the tables are still rewritten
+        write(args, load_rows(out))
 
 
 def _cell(values: List[float]) -> str:
@@ -183,22 +185,21 @@ def write(args: argparse.Namespace, rows: List[Dict[str, Any]]) -> None:
               "warm-up named in each row; accuracy (%) at each member's best validation "
               "epoch, mean ± std over seeds. Sampled: exact layer-wise evaluation after "
               "every epoch; `all` = every node a seed once per epoch. CPU s/run is the "
-              "process CPU time of training and evaluation; s/epoch the wall time of one "
-              "training epoch."]
+              "process CPU time of training and evaluation (the JSON also has each run's "
+              "wall time, which on a shared machine depends on its load)."]
     groups: Dict[str, List[Dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["label"], []).append(r)
     for part in ("test", "val"):
         lines += ["", f"{part.capitalize()} accuracy:", "",
-                  "| run | seeds | " + " | ".join(members) + " | CPU s/run | s/epoch |",
-                  "|---|---|" + "---:|" * (len(members) + 2)]
+                  "| run | seeds | " + " | ".join(members) + " | CPU s/run |",
+                  "|---|---|" + "---:|" * (len(members) + 1)]
         for label, rs in groups.items():
             rs = sorted(rs, key=lambda r: r["seed"])
             cells = [_cell([100 * r["members"][m][part] for r in rs]) for m in members]
             cpu = statistics.mean(r["cpu_seconds"] for r in rs)
-            spe = statistics.mean(r["train_seconds_per_epoch"] for r in rs)
             lines.append(f"| {label} | {','.join(str(r['seed']) for r in rs)} | "
-                         + " | ".join(cells) + f" | {cpu:.0f} | {spe:.2f} |")
+                         + " | ".join(cells) + f" | {cpu:.0f} |")
     _atomic_write(Path(args.out + ".md"), "\n".join(lines) + "\n")
 
 
