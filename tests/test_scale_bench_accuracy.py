@@ -64,6 +64,10 @@ def test_runs_are_written_per_run_and_resumed(bench, tmp_path, capsys):
     bench.main(argv[:-5] + ["--modes", "sampled", "--fanout", "3,3", "--resume", "--out", out])
     rows = json.loads(Path(out + ".json").read_text())["rows"]
     assert len(rows) == 3 and rows[2]["setup"]["fanout"] == [3, 3]
-    # without --resume the files start afresh
-    bench.main(argv[:-3] + ["--modes", "fullbatch", "--out", out])
+    # without --resume the files start afresh; --history keeps every epoch's row
+    bench.main(argv[:-3] + ["--modes", "fullbatch", "--history", "--out", out])
     assert len(json.loads(Path(out + ".json").read_text())["rows"]) == 1
+    lines = Path(out + ".fullbatch-seed0.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["setup"]["epochs"] == 2
+    assert [json.loads(x)["epoch"] for x in lines[1:]] == [0, 1]
+    assert "val/gcn" in json.loads(lines[1])

@@ -59,6 +59,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="mimicry warm-up epochs of the sampled mode (default: the task's)")
     p.add_argument("--modes", default="fullbatch,sampled")
     p.add_argument("--out", required=True)
+    p.add_argument("--history", action="store_true",
+                   help="also append every epoch's losses and scores to "
+                        "<out>.<mode>-seed<N>.jsonl as it ends (a run cut short still shows "
+                        "its curve)")
     p.add_argument("--resume", action="store_true",
                    help="keep the runs already in <out>.json and skip those done")
     args = p.parse_args(argv)
@@ -141,8 +145,16 @@ def main(argv: Optional[List[str]] = None) -> None:
             if sampled:
                 task = SampledNodeTask(ds, resolved, torch.device("cpu"), fanout=fan,
                                        seed_nodes=args.seed_nodes)
+            on_epoch = None
+            if args.history:
+                hist = Path(f"{args.out}.{mode}-seed{seed}.jsonl")
+                hist.write_text(json.dumps(dict(setup=setup, command=command)) + "\n")
+
+                def on_epoch(r: Dict[str, Any], hist: Path = hist) -> None:
+                    with hist.open("a", encoding="utf-8") as f:
+                        f.write(json.dumps(r) + "\n")
             t, c = time.perf_counter(), time.process_time()
-            res = Trainer(cfg, ds, task=task).fit_seed(seed).result
+            res = Trainer(cfg, ds, task=task).fit_seed(seed, on_epoch=on_epoch).result
             row = dict(mode=mode, seed=seed, setup=setup,
                        label=label_of(mode, setup, dict(epochs=resolved.epochs,
                                                         warmup=resolved.warmup)),
