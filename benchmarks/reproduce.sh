@@ -168,6 +168,11 @@ python benchmarks/scale/bench_trim.py sweep --sizes 42000,170000 --steps 10 \
     --out benchmarks/results/scale_trim
 python benchmarks/scale/bench_accuracy.py --dataset cora --seeds 0,1,2 \
     --out benchmarks/results/scale_accuracy_cora
+python benchmarks/scale/bench_accuracy.py --dataset coauthor-cs --root "$DATA" --modes fullbatch \
+    --seeds 0,1,2 --resume --out benchmarks/results/scale_accuracy_cs
+python benchmarks/scale/bench_accuracy.py --dataset coauthor-cs --root "$DATA" --modes sampled \
+    --batch-size 1024 --fanout 10,5 --sampled-epochs 12 --sampled-warmup 3 --seeds 0,1,2 \
+    --resume --out benchmarks/results/scale_accuracy_cs
 python benchmarks/scale/bench_distributed.py --dataset cora --epochs 30 \
     --out benchmarks/results/scale_distributed
 python benchmarks/scale/bench_distributed.py --dataset mutag --root "$DATA" --epochs 20 \
