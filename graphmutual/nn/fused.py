@@ -45,12 +45,15 @@ supported convolution is a weighted sum over this structure, with its own weight
       \mathbf{x}'^h_i = \sum_j \alpha^h_{ij} \mathbf{z}^h_j
 
   (attention dropout in training, heads concatenated or averaged, optional residual, bias).
-  The heads of *all* GAT students go through one :func:`~graphmutual.ops.edge_softmax` and
-  are aggregated as extra "students" of the same :func:`~graphmutual.ops.multi_spmm`.
+  The heads of *all* GAT students go through one :func:`~graphmutual.ops.edge_softmax`;
+  each GAT student's heads are then one :func:`~graphmutual.ops.multi_spmm` call
+  (``[N, H, C]`` features, ``[E, H]`` weights).
 
-Within a layer, all aggregations with the same per-student width :math:`F` (e.g. GCN and
-GIN hidden layers, or the GCN output and the averaged GAT output heads) are one
-``multi_spmm`` call over ``[N, K', F]`` features with ``[E, K']`` edge weights.
+Within a layer, every aggregation is one ``multi_spmm`` call on the layer's shared cached
+CSR (its transpose, for the backward, is shared too). Calls are not merged across students:
+merging needs the students' features concatenated into one ``[N, K', F]`` tensor and the
+result split again (a copy forward and backward), which on molecule batches cost more than
+the separate passes over the few thousand edges (``benchmarks/results/graph_cohort_cpu.md``).
 
 **The constant input.** BasicGNN applies no dropout to its input, so the first-layer
 aggregations of the GCN/GIN students only depend on ``x`` and the graph:
@@ -86,10 +89,10 @@ h'_\Theta\big(\tilde A(\mathbf{X}W_1) + b_1\big)` (:math:`h'` is the rest of the
 
 **Graph-level students** (``cohort(x, edge_index, batch=batch)`` on a mini-batch of
 graphs): the batch's structure is built once for all students; OGB ``AtomEncoder`` inputs
-of all students are one ``embedding_bag`` over their tables side by side (other encoders
-are called one by one); the node models run fused as above; the readout is one pooling
-call per pooling function over the students' embeddings side by side; dropout and head
-are each student's own modules.
+of all students are one ``embedding_bag`` over their tables side by side, with a faster
+backward (one ``index_add_`` per atom feature; other encoders are called one by one); the
+node models run fused as above; readout (pooling, with the number of graphs found once),
+dropout and head are each student's own modules.
 
 **Sampled subgraphs: exact per-layer trimming.** On a neighbour-sampled subgraph whose
 nodes are ordered by hop (seeds first, then the nodes first reached at hop 1, 2, ...: the
@@ -271,9 +274,9 @@ class LayerPlan:
       d_i))` per head, then the aggregation of ``z`` with it;
 
     and gets a handle whose ``value`` is set after :meth:`run`: all attention heads of the
-    layer go through one edge softmax, all aggregations of the same width through one
-    :func:`~graphmutual.ops.multi_spmm`. It also serves the per-input caches of the first
-    layer (:meth:`input_aggregate`, :meth:`sparse_input`).
+    layer go through one edge softmax, every aggregation through one
+    :func:`~graphmutual.ops.multi_spmm` on the layer's cached CSR. It also serves the
+    per-input caches of the first layer (:meth:`input_aggregate`, :meth:`sparse_input`).
     """
 
     def __init__(self, cohort: FusedCohort, g: _Graph, x0: Optional[Tensor],
@@ -335,19 +338,9 @@ class LayerPlan:
         g = self.graph
         if self._atts:
             self._attention()
-        groups: Dict[int, List[int]] = {}
-        for i, (x, _, _) in enumerate(self._aggs):
-            groups.setdefault(x.size(-1), []).append(i)
-        for idx in groups.values():
-            xs = [self._aggs[i][0] for i in idx]
-            ws = [self._aggs[i][1] for i in idx]
-            x = xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)
-            w = ws[0] if len(ws) == 1 else torch.cat(ws, dim=1)
+        for x, w, h in self._aggs:
             y = multi_spmm(g.csr, x.contiguous(), w)
-            parts = [y] if len(idx) == 1 else y.split([t.size(1) for t in xs], dim=1)
-            for i, part in zip(idx, parts):
-                h = self._aggs[i][2]
-                h.value = part.squeeze(1) if h.squeeze else part
+            h.value = y.squeeze(1) if h.squeeze else y
 
     def _attention(self) -> None:
         """Attention weights of all GAT heads with one gather and one edge softmax."""
@@ -518,7 +511,7 @@ class GINAdapter(ConvAdapter):
 
 class GATAdapter(ConvAdapter):
     r""":class:`~torch_geometric.nn.conv.GATConv` (v1): the attention of all GAT students'
-    heads in one edge softmax, aggregated as extra columns of the same ``multi_spmm``."""
+    heads in one edge softmax, each student's heads aggregated by one ``multi_spmm``."""
 
     conv_type = GATConv
 
@@ -652,14 +645,42 @@ class _FusedEmbeddingSum:
         if self.sizes.device != x.device:  # moved once, then kept on the input's device
             self.sizes, self.offsets = self.sizes.to(x.device), self.offsets.to(x.device)
         sizes, offsets = self.sizes[:c], self.offsets[:c]
-        if x.numel() and bool(((x < 0) | (x >= sizes)).any()):
+        # one reduction per column and one host sync (cheaper than comparing every entry)
+        if x.numel() and bool(((x.amax(0) >= sizes) | (x.amin(0) < 0)).any()):
             raise ValueError("atom feature index out of range of the encoders' tables "
                              f"(sizes {sizes.tolist()})")
         # each student's tables one after the other, then the students side by side
         w = torch.cat([torch.cat([t.weight for t in enc[:c]], dim=0) for enc in self.encoders],
                       dim=1)
-        out = F.embedding_bag(x + offsets, w, mode="sum")
+        out = _EmbeddingColumnSum.apply(x + offsets, w)
         return list(out.split(self.widths, dim=1))
+
+
+class _EmbeddingColumnSum(torch.autograd.Function):
+    r""":math:`\mathbf{y}_v = \sum_c W[i_{vc}]` (``embedding_bag`` with ``mode="sum"``) with
+    a faster backward on the CPU: :math:`\partial W = \sum_c \mathrm{onehot}(i_{:,c})^\top
+    \partial\mathbf{y}`, one ``index_add_`` of the output gradient per input column (no
+    sort, no copy of the gradient per index; PyTorch's dense ``embedding_bag`` backward
+    sorts the indices and is three times slower on a molhiv batch). Same sums, in another
+    order (rounding-level differences).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, index: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.num_rows = weight.size(0)
+        return F.embedding_bag(index, weight, mode="sum")
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[None, Optional[Tensor]]:
+        if not ctx.needs_input_grad[1]:
+            return None, None
+        (index,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        out = grad.new_zeros(ctx.num_rows, grad.size(1))
+        for c in range(index.size(1)):
+            out.index_add_(0, index[:, c], grad)
+        return None, out
 
 
 # ----------------------------------------------------------------------- layer trimming
@@ -918,20 +939,10 @@ class FusedCohort:
         h = self._node_models([s.node_model for s in students], inputs, shared, edge_index)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-        # one readout call per pooling function over the students' embeddings side by side
-        pooled: List[Optional[Tensor]] = [None] * len(students)
-        groups: Dict[Any, List[int]] = {}
-        for k, s in enumerate(students):
-            groups.setdefault(s.pool, []).append(k)
-        size = None
-        for pool, idx in groups.items():
-            if len(idx) == 1:
-                pooled[idx[0]] = pool(h[idx[0]], batch, size)
-                continue
-            out = pool(torch.cat([h[k] for k in idx], dim=1), batch, size)
-            size = out.size(0)  # later groups need not find the number of graphs again
-            for k, part in zip(idx, out.split([h[k].size(1) for k in idx], dim=1)):
-                pooled[k] = part
+        # one readout call per student: pooling the embeddings side by side would need a
+        # concatenation (and its backward a split and copy) that costs more than it saves
+        size = int(batch.max()) + 1 if batch.numel() else 0
+        pooled = [s.pool(h[k], batch, size) for k, s in enumerate(students)]
         return [s.head(_module_dropout(s.dropout, p)) for s, p in zip(students, pooled)]
 
     def _node_models(self, models: Sequence[nn.Module], inputs: List[Tensor],
