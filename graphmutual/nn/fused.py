@@ -123,7 +123,8 @@ hidden layer's activation, and GAT's attention dropout), using each module's ``t
 flag; the masks are drawn differently (from ``torch.rand``, two to three times faster than
 ``bernoulli_`` on CPU, also for the students' own ``nn.Dropout`` modules), so
 training-mode outputs only agree in distribution. GAT's two attention vectors are folded
-into its linear map (one matrix product gives :math:`\mathbf{z}` and both scores).
+into its linear map: the scores are :math:`\mathbf{x}(\Theta^h\mathbf{a}^h)`, two thin
+matrix products next to :math:`\mathbf{z} = \mathbf{x}\Theta`.
 """
 from __future__ import annotations
 
@@ -525,13 +526,16 @@ class GATAdapter(ConvAdapter):
         xs = plan.sparse_input() if plan.is_input(x) else None
         w = conv.lin.weight  # [H * C, F]
         if conv.lin.bias is None:
-            # the scores a_src = <z^h, att_src^h> are linear in x: their rows are appended
-            # to the weight, so one matrix product gives z and both scores
-            att = torch.cat([conv.att_src, conv.att_dst], dim=0).view(2, h, c, 1)
-            w_att = (att * w.view(1, h, c, -1)).sum(2).view(2 * h, -1)
-            w = torch.cat([w, w_att], dim=0)
-            zz = torch.sparse.mm(xs, w.t()) if xs is not None else F.linear(x, w)
-            z, a_src, a_dst = zz.split([h * c, h, h], dim=1)
+            # the scores a_src = <z^h, att_src^h> are linear in x, x (W^h att_src^h): two
+            # thin products [N, F] x [F, H] instead of reading z again (and no
+            # concatenation of weights, nor of gradients in the backward)
+            wh = w.view(h, c, -1)
+            w_src = (conv.att_src.view(h, c, 1) * wh).sum(1)  # [H, F]
+            w_dst = (conv.att_dst.view(h, c, 1) * wh).sum(1)
+            if xs is not None:
+                z, a_src, a_dst = (torch.sparse.mm(xs, t.t()) for t in (w, w_src, w_dst))
+            else:
+                z, a_src, a_dst = F.linear(x, w), F.linear(x, w_src), F.linear(x, w_dst)
             z = z.view(-1, h, c)
         else:
             z = _sparse_linear(xs, conv.lin) if xs is not None else conv.lin(x)
