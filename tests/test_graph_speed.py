@@ -13,7 +13,10 @@ from graphmutual.train.trainer import make_optimizer
 torch.set_num_threads(1)
 
 
-def test_trainer_optimizer_is_bit_identical_to_default_adam():
+def test_trainer_optimizer_is_fused_adam_and_matches_default_adam():
+    """``make_optimizer`` is Adam with ``fused=True``: after 10 steps the parameters equal
+    those of PyTorch's default Adam up to rounding (not bit for bit), and a list of tensors
+    works as well as a module."""
     torch.manual_seed(0)
     base = MutualEnsemble([GIN(5, 16, 2, 3), GCN(5, 16, 2, 3), GAT(5, 16, 2, 3, heads=2)],
                           method="gml")
@@ -29,9 +32,13 @@ def test_trainer_optimizer_is_bit_identical_to_default_adam():
             cohort.loss(cohort(x, edge_index), y)["total"].backward()
             opt.step()
         params.append([p.detach().clone() for p in cohort.parameters()])
-    assert opt.defaults["foreach"] is None and make_optimizer(base, 0.1).defaults["foreach"]
-    for a, b in zip(*params):
-        assert torch.equal(a, b)
+    assert opt.defaults["fused"] is None and make_optimizer(base, 0.1).defaults["fused"]
+    assert make_optimizer(list(base.parameters()), 0.1).defaults["fused"]
+    moved = 0.0
+    for a, b, p0 in zip(*params, base.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        moved = max(moved, float((a - p0).abs().max()))
+    assert moved > 1e-3  # the comparison is not vacuous: training moved the parameters
 
 
 def test_loss_without_mask_equals_the_loss_with_every_sample_masked_in():
