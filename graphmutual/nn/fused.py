@@ -1,9 +1,10 @@
-r"""A fused cohort: K students that share one graph, run in one pass per layer.
+r"""A fused cohort: K students that share one graph, run together layer by layer.
 
 :class:`FusedCohort` runs the students of a cohort in lock-step, layer by layer, with **the
 students' own modules and parameters** (nothing is copied, so state dicts, optimisers and
 export keep working). Only the message passing is replaced: every layer aggregates all
-students at once with :func:`graphmutual.ops.multi_spmm` on one cached CSR.
+students with :func:`graphmutual.ops.multi_spmm` on one cached CSR (built, normalised and
+transposed once for all of them).
 
 **One adapter per convolution type.** Each supported convolution class has a small
 :class:`ConvAdapter` in the registry :data:`CONV_ADAPTERS` (in the spirit of PyG's
@@ -750,7 +751,7 @@ def _rows(t: Tensor, n: int) -> Tensor:
 
 # ------------------------------------------------------------------------------- cohort
 class FusedCohort:
-    """Run GCN/GAT/GIN/MLP students together with one aggregation pass per layer.
+    """Run GCN/GAT/GIN/MLP students together, layer by layer, on one cached structure.
 
     Node-level students (PyG ``BasicGNN`` models and the graph-free MLP) are called as
     ``cohort(x, edge_index)``; graph-level students (:class:`~graphmutual.nn.GraphStudent`
