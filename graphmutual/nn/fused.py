@@ -1,10 +1,9 @@
-r"""A fused cohort: K students that share one graph, run together layer by layer.
+r"""A fused cohort: K students that share one graph, run in one pass per layer.
 
 :class:`FusedCohort` runs the students of a cohort in lock-step, layer by layer, with **the
 students' own modules and parameters** (nothing is copied, so state dicts, optimisers and
 export keep working). Only the message passing is replaced: every layer aggregates all
-students with :func:`graphmutual.ops.multi_spmm` on one cached CSR (built, normalised and
-transposed once for all of them).
+students at once with :func:`graphmutual.ops.multi_spmm` on one cached CSR.
 
 **One adapter per convolution type.** Each supported convolution class has a small
 :class:`ConvAdapter` in the registry :data:`CONV_ADAPTERS` (in the spirit of PyG's
@@ -46,15 +45,15 @@ supported convolution is a weighted sum over this structure, with its own weight
       \mathbf{x}'^h_i = \sum_j \alpha^h_{ij} \mathbf{z}^h_j
 
   (attention dropout in training, heads concatenated or averaged, optional residual, bias).
-  The heads of *all* GAT students go through one :func:`~graphmutual.ops.edge_softmax`;
-  each GAT student's heads are then one :func:`~graphmutual.ops.multi_spmm` call
-  (``[N, H, C]`` features, ``[E, H]`` weights).
+  The heads of *all* GAT students go through one :func:`~graphmutual.ops.edge_softmax` and
+  are aggregated as extra "students" of the same :func:`~graphmutual.ops.multi_spmm`.
 
-Within a layer, every aggregation is one ``multi_spmm`` call on the layer's shared cached
-CSR (its transpose, for the backward, is shared too). Calls are not merged across students:
-merging needs the students' features concatenated into one ``[N, K', F]`` tensor and the
-result split again (a copy forward and backward), which on molecule batches cost more than
-the separate passes over the few thousand edges (``benchmarks/results/graph_cohort_cpu.md``).
+Within a layer, all aggregations with the same per-student width :math:`F` (e.g. GCN and
+GIN hidden layers, or the GCN output and the averaged GAT output heads) are one
+``multi_spmm`` call over ``[N, K', F]`` features with ``[E, K']`` edge weights. (Separate
+calls per student, which save the concatenation of the features and the split of the
+result, measured the same on molhiv batches and on a 3,000-node graph:
+``benchmarks/results/graph_cohort_cpu.md``.)
 
 **The constant input.** BasicGNN applies no dropout to its input, so the first-layer
 aggregations of the GCN/GIN students only depend on ``x`` and the graph:
@@ -276,9 +275,9 @@ class LayerPlan:
       d_i))` per head, then the aggregation of ``z`` with it;
 
     and gets a handle whose ``value`` is set after :meth:`run`: all attention heads of the
-    layer go through one edge softmax, every aggregation through one
-    :func:`~graphmutual.ops.multi_spmm` on the layer's cached CSR. It also serves the
-    per-input caches of the first layer (:meth:`input_aggregate`, :meth:`sparse_input`).
+    layer go through one edge softmax, all aggregations of the same width through one
+    :func:`~graphmutual.ops.multi_spmm`. It also serves the per-input caches of the first
+    layer (:meth:`input_aggregate`, :meth:`sparse_input`).
     """
 
     def __init__(self, cohort: FusedCohort, g: _Graph, x0: Optional[Tensor],
@@ -340,9 +339,19 @@ class LayerPlan:
         g = self.graph
         if self._atts:
             self._attention()
-        for x, w, h in self._aggs:
+        groups: Dict[int, List[int]] = {}
+        for i, (x, _, _) in enumerate(self._aggs):
+            groups.setdefault(x.size(-1), []).append(i)
+        for idx in groups.values():
+            xs = [self._aggs[i][0] for i in idx]
+            ws = [self._aggs[i][1] for i in idx]
+            x = xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)
+            w = ws[0] if len(ws) == 1 else torch.cat(ws, dim=1)
             y = multi_spmm(g.csr, x.contiguous(), w)
-            h.value = y.squeeze(1) if h.squeeze else y
+            parts = [y] if len(idx) == 1 else y.split([t.size(1) for t in xs], dim=1)
+            for i, part in zip(idx, parts):
+                h = self._aggs[i][2]
+                h.value = part.squeeze(1) if h.squeeze else part
 
     def _attention(self) -> None:
         """Attention weights of all GAT heads with one gather and one edge softmax."""
@@ -513,7 +522,7 @@ class GINAdapter(ConvAdapter):
 
 class GATAdapter(ConvAdapter):
     r""":class:`~torch_geometric.nn.conv.GATConv` (v1): the attention of all GAT students'
-    heads in one edge softmax, each student's heads aggregated by one ``multi_spmm``."""
+    heads in one edge softmax, aggregated as extra columns of the same ``multi_spmm``."""
 
     conv_type = GATConv
 
@@ -751,7 +760,7 @@ def _rows(t: Tensor, n: int) -> Tensor:
 
 # ------------------------------------------------------------------------------- cohort
 class FusedCohort:
-    """Run GCN/GAT/GIN/MLP students together, layer by layer, on one cached structure.
+    """Run GCN/GAT/GIN/MLP students together with one aggregation pass per layer.
 
     Node-level students (PyG ``BasicGNN`` models and the graph-free MLP) are called as
     ``cohort(x, edge_index)``; graph-level students (:class:`~graphmutual.nn.GraphStudent`
@@ -944,8 +953,8 @@ class FusedCohort:
         h = self._node_models([s.node_model for s in students], inputs, shared, edge_index)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-        # one readout call per student: pooling the embeddings side by side would need a
-        # concatenation (and its backward a split and copy) that costs more than it saves
+        # one readout call per student (pooling the embeddings side by side needs their
+        # concatenation, and a copy of the split gradients in the backward)
         size = int(batch.max()) + 1 if batch.numel() else 0
         pooled = [s.pool(h[k], batch, size) for k, s in enumerate(students)]
         return [s.head(_module_dropout(s.dropout, p)) for s, p in zip(students, pooled)]
