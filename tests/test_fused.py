@@ -454,8 +454,31 @@ def test_graph_encoder_checks_feature_range():
     bad[0, 0] = 10_000
     with pytest.raises(ValueError, match="out of range"):
         fused(bad, batch.edge_index, batch=batch.batch)
+    bad = batch.x.clone()
+    bad[-1, -1] = -1  # a negative index would silently read the previous column's table
+    with pytest.raises(ValueError, match="out of range"):
+        fused(bad, batch.edge_index, batch=batch.batch)
     with pytest.raises(ValueError, match="integer features"):
         fused(batch.x.double(), batch.edge_index, batch=batch.batch)
+
+
+def test_fused_encoder_backward_equals_embedding_bag_backward():
+    """The encoders' custom backward (one ``index_add_`` per column) gives the gradient of
+    ``embedding_bag(mode="sum")`` (float64), also with repeated indices, and no gradient
+    when the weight needs none."""
+    from graphmutual.nn.fused import _EmbeddingColumnSum
+
+    torch.manual_seed(0)
+    w = torch.randn(20, 6, dtype=torch.float64, requires_grad=True)
+    index = torch.cat([torch.randint(0, 20, (50, 3)), torch.full((4, 3), 7)])
+    grad = torch.randn(54, 6, dtype=torch.float64)
+    out = _EmbeddingColumnSum.apply(index, w)
+    (g_fast,) = torch.autograd.grad(out, w, grad)
+    ref = torch.nn.functional.embedding_bag(index, w, mode="sum")
+    (g_ref,) = torch.autograd.grad(ref, w, grad)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    torch.testing.assert_close(g_fast, g_ref, rtol=1e-12, atol=1e-12)
+    assert not _EmbeddingColumnSum.apply(index, w.detach()).requires_grad
 
 
 def test_mutual_ensemble_uses_fused_path_for_graph_students(monkeypatch):

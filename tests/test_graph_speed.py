@@ -13,11 +13,29 @@ from graphmutual.train.trainer import make_optimizer
 torch.set_num_threads(1)
 
 
-def test_trainer_optimizer_is_bit_identical_to_default_adam():
+def test_trainer_optimizer_is_fused_adam_and_matches_default_adam():
+    """``make_optimizer`` is Adam with ``fused=True``: after 10 steps the parameters equal
+    those of PyTorch's default Adam up to rounding (not bit for bit), and a list of tensors
+    works as well as a module.
+
+    One step on the same gradients agrees to float64 rounding; over 10 training steps
+    Adam's normalisation magnifies rounding where a gradient is near zero (its update
+    g / sqrt(v) stays of order lr), so the trained parameters agree to 1e-3 of a step."""
+    p = torch.randn(100, dtype=torch.float64)
+    one = [p.clone().requires_grad_() for _ in range(2)]
+    opts = [make_optimizer(one[:1], 0.01, 5e-4),
+            torch.optim.Adam(one[1:], lr=0.01, weight_decay=5e-4)]
+    for _ in range(3):
+        g = torch.randn(100, dtype=torch.float64)
+        for t, o in zip(one, opts):
+            t.grad = g.clone()
+            o.step()
+    torch.testing.assert_close(one[0], one[1], rtol=1e-12, atol=1e-12)
+
     torch.manual_seed(0)
     base = MutualEnsemble([GIN(5, 16, 2, 3), GCN(5, 16, 2, 3), GAT(5, 16, 2, 3, heads=2)],
-                          method="gml")
-    x, y = torch.randn(40, 5), torch.randint(0, 3, (40,))
+                          method="gml").double()
+    x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
     edge_index = torch.randint(0, 40, (2, 160))
     params = []
     for fast in (True, False):
@@ -29,9 +47,13 @@ def test_trainer_optimizer_is_bit_identical_to_default_adam():
             cohort.loss(cohort(x, edge_index), y)["total"].backward()
             opt.step()
         params.append([p.detach().clone() for p in cohort.parameters()])
-    assert opt.defaults["foreach"] is None and make_optimizer(base, 0.1).defaults["foreach"]
-    for a, b in zip(*params):
-        assert torch.equal(a, b)
+    assert opt.defaults["fused"] is None and make_optimizer(base, 0.1).defaults["fused"]
+    assert make_optimizer(list(base.parameters()), 0.1).defaults["fused"]
+    moved = 0.0
+    for a, b, p0 in zip(*params, base.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+        moved = max(moved, float((a - p0.detach()).abs().max()))
+    assert moved > 1e-2  # the comparison is not vacuous: training moved the parameters
 
 
 def test_loss_without_mask_equals_the_loss_with_every_sample_masked_in():

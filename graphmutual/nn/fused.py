@@ -50,7 +50,10 @@ supported convolution is a weighted sum over this structure, with its own weight
 
 Within a layer, all aggregations with the same per-student width :math:`F` (e.g. GCN and
 GIN hidden layers, or the GCN output and the averaged GAT output heads) are one
-``multi_spmm`` call over ``[N, K', F]`` features with ``[E, K']`` edge weights.
+``multi_spmm`` call over ``[N, K', F]`` features with ``[E, K']`` edge weights. (Separate
+calls per student, which save the concatenation of the features and the split of the
+result, measured the same on molhiv batches and on a 3,000-node graph:
+``benchmarks/results/graph_cohort_cpu.md``.)
 
 **The constant input.** BasicGNN applies no dropout to its input, so the first-layer
 aggregations of the GCN/GIN students only depend on ``x`` and the graph:
@@ -86,10 +89,10 @@ h'_\Theta\big(\tilde A(\mathbf{X}W_1) + b_1\big)` (:math:`h'` is the rest of the
 
 **Graph-level students** (``cohort(x, edge_index, batch=batch)`` on a mini-batch of
 graphs): the batch's structure is built once for all students; OGB ``AtomEncoder`` inputs
-of all students are one ``embedding_bag`` over their tables side by side (other encoders
-are called one by one); the node models run fused as above; the readout is one pooling
-call per pooling function over the students' embeddings side by side; dropout and head
-are each student's own modules.
+of all students are one ``embedding_bag`` over their tables side by side, with a faster
+backward (one ``index_add_`` per atom feature; other encoders are called one by one); the
+node models run fused as above; readout (pooling, with the number of graphs found once),
+dropout and head are each student's own modules.
 
 **Sampled subgraphs: exact per-layer trimming.** On a neighbour-sampled subgraph whose
 nodes are ordered by hop (seeds first, then the nodes first reached at hop 1, 2, ...: the
@@ -120,7 +123,8 @@ hidden layer's activation, and GAT's attention dropout), using each module's ``t
 flag; the masks are drawn differently (from ``torch.rand``, two to three times faster than
 ``bernoulli_`` on CPU, also for the students' own ``nn.Dropout`` modules), so
 training-mode outputs only agree in distribution. GAT's two attention vectors are folded
-into its linear map (one matrix product gives :math:`\mathbf{z}` and both scores).
+into its linear map: the scores are :math:`\mathbf{x}(\Theta^h\mathbf{a}^h)`, two thin
+matrix products next to :math:`\mathbf{z} = \mathbf{x}\Theta`.
 """
 from __future__ import annotations
 
@@ -532,13 +536,16 @@ class GATAdapter(ConvAdapter):
         xs = plan.sparse_input() if plan.is_input(x) else None
         w = conv.lin.weight  # [H * C, F]
         if conv.lin.bias is None:
-            # the scores a_src = <z^h, att_src^h> are linear in x: their rows are appended
-            # to the weight, so one matrix product gives z and both scores
-            att = torch.cat([conv.att_src, conv.att_dst], dim=0).view(2, h, c, 1)
-            w_att = (att * w.view(1, h, c, -1)).sum(2).view(2 * h, -1)
-            w = torch.cat([w, w_att], dim=0)
-            zz = torch.sparse.mm(xs, w.t()) if xs is not None else F.linear(x, w)
-            z, a_src, a_dst = zz.split([h * c, h, h], dim=1)
+            # the scores a_src = <z^h, att_src^h> are linear in x, x (W^h att_src^h): two
+            # thin products [N, F] x [F, H] instead of reading z again (and no
+            # concatenation of weights, nor of gradients in the backward)
+            wh = w.view(h, c, -1)
+            w_src = (conv.att_src.view(h, c, 1) * wh).sum(1)  # [H, F]
+            w_dst = (conv.att_dst.view(h, c, 1) * wh).sum(1)
+            if xs is not None:
+                z, a_src, a_dst = (torch.sparse.mm(xs, t.t()) for t in (w, w_src, w_dst))
+            else:
+                z, a_src, a_dst = F.linear(x, w), F.linear(x, w_src), F.linear(x, w_dst)
             z = z.view(-1, h, c)
         else:
             z = _sparse_linear(xs, conv.lin) if xs is not None else conv.lin(x)
@@ -652,14 +659,42 @@ class _FusedEmbeddingSum:
         if self.sizes.device != x.device:  # moved once, then kept on the input's device
             self.sizes, self.offsets = self.sizes.to(x.device), self.offsets.to(x.device)
         sizes, offsets = self.sizes[:c], self.offsets[:c]
-        if x.numel() and bool(((x < 0) | (x >= sizes)).any()):
+        # one reduction per column and one host sync (cheaper than comparing every entry)
+        if x.numel() and bool(((x.amax(0) >= sizes) | (x.amin(0) < 0)).any()):
             raise ValueError("atom feature index out of range of the encoders' tables "
                              f"(sizes {sizes.tolist()})")
         # each student's tables one after the other, then the students side by side
         w = torch.cat([torch.cat([t.weight for t in enc[:c]], dim=0) for enc in self.encoders],
                       dim=1)
-        out = F.embedding_bag(x + offsets, w, mode="sum")
+        out = _EmbeddingColumnSum.apply(x + offsets, w)
         return list(out.split(self.widths, dim=1))
+
+
+class _EmbeddingColumnSum(torch.autograd.Function):
+    r""":math:`\mathbf{y}_v = \sum_c W[i_{vc}]` (``embedding_bag`` with ``mode="sum"``) with
+    a faster backward on the CPU: :math:`\partial W = \sum_c \mathrm{onehot}(i_{:,c})^\top
+    \partial\mathbf{y}`, one ``index_add_`` of the output gradient per input column (no
+    sort, no copy of the gradient per index; PyTorch's dense ``embedding_bag`` backward
+    sorts the indices and is three times slower on a molhiv batch). Same sums, in another
+    order (rounding-level differences).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, index: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.num_rows = weight.size(0)
+        return F.embedding_bag(index, weight, mode="sum")
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[None, Optional[Tensor]]:
+        if not ctx.needs_input_grad[1]:
+            return None, None
+        (index,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        out = grad.new_zeros(ctx.num_rows, grad.size(1))
+        for c in range(index.size(1)):
+            out.index_add_(0, index[:, c], grad)
+        return None, out
 
 
 # ----------------------------------------------------------------------- layer trimming
@@ -918,20 +953,10 @@ class FusedCohort:
         h = self._node_models([s.node_model for s in students], inputs, shared, edge_index)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-        # one readout call per pooling function over the students' embeddings side by side
-        pooled: List[Optional[Tensor]] = [None] * len(students)
-        groups: Dict[Any, List[int]] = {}
-        for k, s in enumerate(students):
-            groups.setdefault(s.pool, []).append(k)
-        size = None
-        for pool, idx in groups.items():
-            if len(idx) == 1:
-                pooled[idx[0]] = pool(h[idx[0]], batch, size)
-                continue
-            out = pool(torch.cat([h[k] for k in idx], dim=1), batch, size)
-            size = out.size(0)  # later groups need not find the number of graphs again
-            for k, part in zip(idx, out.split([h[k].size(1) for k in idx], dim=1)):
-                pooled[k] = part
+        # one readout call per student (pooling the embeddings side by side needs their
+        # concatenation, and a copy of the split gradients in the backward)
+        size = int(batch.max()) + 1 if batch.numel() else 0
+        pooled = [s.pool(h[k], batch, size) for k, s in enumerate(students)]
         return [s.head(_module_dropout(s.dropout, p)) for s, p in zip(students, pooled)]
 
     def _node_models(self, models: Sequence[nn.Module], inputs: List[Tensor],

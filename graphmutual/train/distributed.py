@@ -112,7 +112,7 @@ from graphmutual.train.metrics import evaluate
 from graphmutual.train.state import TrainState, rng_state, seed_everything
 from graphmutual.train.tasks import alw_stats, member_probs, members
 from graphmutual.train.tracker import Best, BestTracker
-from graphmutual.train.trainer import Trainer, normalized_features, summarize
+from graphmutual.train.trainer import Trainer, make_optimizer, normalized_features, summarize
 
 MODES = ("data", "student")
 #: Seconds a collective may wait for the other ranks before the job ends with an error.
@@ -1034,7 +1034,7 @@ train_epoch>` returns them."""
                 cohort = nn.SyncBatchNorm.convert_sync_batchnorm(cohort)
             model = DDP(cohort, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
             params = list(cohort.parameters())
-        opt = torch.optim.Adam(params, lr=self.lr, weight_decay=cfg.weight_decay)
+        opt = make_optimizer(params, self.lr, cfg.weight_decay)  # as the Trainer
         names = members(cohort)
         best = {m: Best() for m in names}
         best_states: Dict[str, Dict] = {}
