@@ -152,6 +152,7 @@ $BENCH --root "$DATA" --datasets ogbg-molbace --methods ablations --seeds 3 --ep
 # (4) speed of a graph-level cohort (issue 17 section 3): molhiv training batches of a
 #     plain-PyG GIN, three plain models in sequence and the GML cohort, fused and unfused
 python benchmarks/speed/bench_graph_cohort.py --root "$DATA" --batches 200
+python benchmarks/speed/ab_fused_graph.py --root "$DATA" --ref 4a9813a
 python benchmarks/speed/time_graph_epoch.py --root "$DATA"
 python benchmarks/speed/profile_graph_cohort.py --root "$DATA"
 
