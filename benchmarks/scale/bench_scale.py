@@ -31,24 +31,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from graphmutual.bench.memory import proc_status_kib, reset_peak_rss
+
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def run_one(args) -> dict:
@@ -81,8 +67,8 @@ def run_one(args) -> dict:
         task = SampledNodeRunner(data, data.train_mask, fan, batch_size=args.batch_size)
         row.update(fanout=fan, batch_size=args.batch_size)
     gc.collect()
-    row["rss_setup_mib"] = round(_status_kib("VmRSS") / 1024, 1)
-    row["peak_reset"] = _reset_peak()
+    row["rss_setup_mib"] = round(proc_status_kib("VmRSS") / 1024, 1)
+    row["peak_reset"] = reset_peak_rss()
     cohort.train()
     if args.mode == "fullbatch":
         times, cpu = [], []
@@ -125,7 +111,7 @@ def run_one(args) -> dict:
         else:
             row["seconds_per_epoch"] = round(sum(times), 2)
             row["cpu_seconds_per_epoch"] = round(sum(cpu), 2)
-    row["peak_train_mib"] = round(_status_kib("VmHWM") / 1024, 1)
+    row["peak_train_mib"] = round(proc_status_kib("VmHWM") / 1024, 1)
     row["extra_train_mib"] = round(row["peak_train_mib"] - row["rss_setup_mib"], 1)
     return row
 

@@ -25,25 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+from graphmutual.bench.memory import proc_status_kib, reset_peak_rss
+
 ROOT = Path(__file__).resolve().parents[2]
+
 MODES = ("unfused", "fused", "trimmed")
-
-
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 class _Timer:
@@ -106,8 +92,8 @@ def run_one(args) -> dict:
                untrimmed_students=cohort._fused.trim_support()
                if args.mode == "trimmed" else None)
     gc.collect()
-    row["rss_setup_mib"] = round(_status_kib("VmRSS") / 1024, 1)
-    row["peak_reset"] = _reset_peak()
+    row["rss_setup_mib"] = round(proc_status_kib("VmRSS") / 1024, 1)
+    row["peak_reset"] = reset_peak_rss()
     cohort.train()
     torch.manual_seed(1)  # the same batches in every mode
     it = iter(runner.loader())
@@ -124,7 +110,7 @@ def run_one(args) -> dict:
                           build=build_t.seconds - b0, transpose=transpose_t.seconds - t0,
                           nodes=int(batch.num_nodes), edges=int(batch.edge_index.size(1)),
                           hops=list(batch.num_sampled_nodes), trimmed=trims))
-    row["peak_train_mib"] = round(_status_kib("VmHWM") / 1024, 1)
+    row["peak_train_mib"] = round(proc_status_kib("VmHWM") / 1024, 1)
     row["extra_train_mib"] = round(row["peak_train_mib"] - row["rss_setup_mib"], 1)
     steady = steps[1:]  # the first step is a warm-up
 
