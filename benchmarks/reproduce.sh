@@ -205,3 +205,18 @@ python benchmarks/tools/paired_wins.py benchmarks/results/bench/graph-variants-m
 # python -m graphmutual train --config benchmarks/configs/graph-ogb-molhiv-gpu.yaml \
 #     --dataset ogbg-molhiv --root "$DATA" --method gml --seeds 0,1,2 --device cuda \
 #     --output runs/molhiv-ogb-gml
+
+# (9) session 12: the graph tables rerun with the session-11 graph defaults (the *-v2 files)
+$BENCH --root "$DATA" --datasets mutag --methods main --seeds 10 --name graph-mutag-v2
+$BENCH --root "$DATA" --datasets enzymes --methods main --seeds 10 --name graph-enzymes-v2
+$BENCH --root "$DATA" --datasets enzymes --methods gml --set boost=1.0 --seeds 10 \
+    --name graph-enzymes-v2-boost
+$BENCH --root "$DATA" --datasets ogbg-molbace --methods main --seeds 5 --seeds-per-job 1 \
+    --name graph-molbace-v2
+$BENCH --root "$DATA" --datasets ogbg-molhiv --methods independent,gml --seeds 3 --epochs 10 \
+    --seeds-per-job 1 --name graph-molhiv-v2
+python benchmarks/tools/paired_wins.py benchmarks/results/bench/graph-mutag-v2.json \
+    benchmarks/results/bench/graph-enzymes-v2.json \
+    benchmarks/results/bench/graph-enzymes-v2-boost.json \
+    benchmarks/results/bench/graph-molbace-v2.json benchmarks/results/bench/graph-molhiv-v2.json \
+    --baselines independent,dml,gml --name graph-v2-paired
