@@ -175,7 +175,7 @@ python benchmarks/scale/bench_accuracy.py --dataset coauthor-cs --root "$DATA" -
     --batch-size 1024 --fanout 10,5 --sampled-epochs 12 --sampled-warmup 3 --seeds 0,1,2 \
     --resume --out benchmarks/results/scale_accuracy_cs
 python benchmarks/scale/bench_accuracy.py --dataset coauthor-cs --root "$DATA" --modes sampled \
-    --batch-size 1024 --fanout 25,10 --sampled-epochs 20 --sampled-warmup 5 --seeds 0 \
+    --batch-size 1024 --fanout 25,10 --sampled-epochs 20 --sampled-warmup 5 --seeds 0,1,2 \
     --resume --history --out benchmarks/results/scale_accuracy_cs
 python benchmarks/checks/check_sparse_batch_input.py \
     --out benchmarks/results/check_sparse_batch_input
