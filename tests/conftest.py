@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,3 +64,14 @@ def tmp_dataset_copy(shared_datasets: Path, tmp_path: Path) -> Callable[[str], P
         return root
 
     return copy
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread (results and timings as on the benchmark machines),
+    restoring the previous setting afterwards.  Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -20,12 +20,7 @@ from graphmutual.train.sampled import SampledNodeRunner
 N, FIN, C, SEEDS = 240, 10, 4, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _sample(fanout, seed=0, density=None):

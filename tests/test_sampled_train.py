@@ -10,13 +10,7 @@ from graphmutual.mutual import MutualEnsemble
 from graphmutual.nn.students import build_student
 from graphmutual.train.sampled import SampledNodeRunner, mimicry_only_loss, parse_fanout
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cohort(f, c, fused="auto", **kw):
