@@ -223,3 +223,12 @@ python benchmarks/tools/paired_wins.py benchmarks/results/bench/graph-mutag-v2.j
     benchmarks/results/bench/graph-enzymes-v2-boost.json \
     benchmarks/results/bench/graph-molbace-v2.json benchmarks/results/bench/graph-molhiv-v2.json \
     --baselines independent,dml,gml --name graph-v2-paired
+
+# (10) session 13: homogeneous cohorts (three GINs) on MUTAG and ENZYMES, and PROTEINS with the
+#      session-11 graph defaults
+$BENCH --root "$DATA" --datasets mutag,enzymes --methods main --students gin,gin,gin --seeds 10 \
+    --seeds-per-job 1 --name graph-gin3-tu
+python benchmarks/tools/paired_wins.py benchmarks/results/bench/graph-gin3-tu.json \
+    --baselines independent,dml,gml --name graph-gin3-tu-paired
+$BENCH --root "$DATA" --datasets proteins --methods main --seeds 10 --seeds-per-job 1 \
+    --name graph-proteins-v2
