@@ -28,6 +28,7 @@ warmup (mimicry ramp)     50        50        10          10
 normalize_features        yes       no        no          no
 gin_norm                  none      batch     batch       batch
 gat_dropout               (0.6)     (0.6)     0.1         0.1
+gat_heads                 (8)       (8)       (8)         (8)
 divergence (GML)          balanced  kl        kl          kl
 pool                      --        --        mean        mean
 ========================  ========  ========  ==========  ===========================
@@ -56,6 +57,7 @@ pool                      --        --        mean        mean
 * ``weighting`` and ``entropy`` come from the method's preset
   (:data:`graphmutual.mutual.PRESETS`: GML adaptive ALW with entropy 0.1, DML uniform
   peers, independent none); ``t_min`` is :data:`graphmutual.mutual.alw.DEFAULT_T_MIN`.
+* ``gat_heads`` ``None`` keeps the GAT student's 8 heads (the GAT paper's, PyG's example).
 * ``dropout`` ``None`` keeps each student's own default
   (:data:`graphmutual.nn.students.STUDENT_DEFAULTS`: GAT 0.6, the others 0.5).
 """
@@ -94,6 +96,7 @@ class TaskDefaults:
     divergence: str
     pool: Optional[str] = None
     gat_dropout: Optional[float] = None
+    gat_heads: Optional[int] = None
     eval_batch_size: int = 256
     weight_decay: float = 5e-4
     t_min: float = DEFAULT_T_MIN
@@ -225,6 +228,7 @@ class ResolvedConfig:
     dropout: Optional[float]
     gin_norm: str
     gat_dropout: Optional[float]
+    gat_heads: Optional[int]
     pool: Optional[str]
     edge_features: bool
     transductive: bool
@@ -287,6 +291,10 @@ def resolve_config(config: Any, dataset: Any) -> ResolvedConfig:
         eval_batch_size=(max(values["batch_size"], task.eval_batch_size)
                          if values["batch_size"] else None),
     )
+    heads = values["gat_heads"]
+    if heads is not None and "gat" in values["students"] and values["hidden"] % heads:
+        raise ConfigError(f"hidden ({values['hidden']}) must be a multiple of gat_heads "
+                          f"({heads}): the GAT students split their width into the heads")
     missing = [k for k in _CONCRETE if values.get(k) is None]
     if missing:  # a programming error in the tables above, not bad input
         raise ConfigError(f"no default for {missing} on '{dataset.name}'")
@@ -298,5 +306,5 @@ GRAPH_VARIANTS = ("node_mimic", "view_drop", "alw_holdout", "boost")
 
 #: ``ResolvedConfig`` fields that must never be ``None``.
 _CONCRETE: List[str] = [f.name for f in dataclasses.fields(ResolvedConfig) if f.name not in (
-    "root", "dropout", "gat_dropout", "pool", "batch_size", "eval_batch_size", "fanout",
-    "threads", "output")]
+    "root", "dropout", "gat_dropout", "gat_heads", "pool", "batch_size", "eval_batch_size",
+    "fanout", "threads", "output")]
