@@ -32,10 +32,11 @@ def test_gat_heads_defaults_and_override_on_a_node_task():
 def test_gat_heads_on_a_graph_task_follows_the_task_default(tmp_dataset_copy):
     mutag = load_dataset("mutag", root=str(tmp_dataset_copy("TUDataset/MUTAG")))
     d = defaults_for(mutag)
-    assert defaults_for("ogbg-molbace").gat_heads == d.gat_heads
+    # graph tasks: 4 heads (validated against 8: check-gat-heads-paired.md)
+    assert d.gat_heads == 4 and defaults_for("ogbg-molbace").gat_heads == 4
     heads, p = _gat_heads(mutag)
-    assert heads == [d.gat_heads or 8] * d.num_layers and p == d.gat_dropout
-    assert _gat_heads(mutag, gat_heads=8)[0] == [8] * d.num_layers
+    assert heads == [4] * d.num_layers and p == d.gat_dropout == 0.1
+    assert _gat_heads(mutag, gat_heads=8)[0] == [8] * d.num_layers  # the key still wins
 
 
 def test_bad_gat_heads_are_rejected_clearly():

@@ -39,12 +39,13 @@ class TrainConfig:
     and, on Planetoid datasets, row-normalised features and, for GML, the balanced
     forward/reverse KL divergence; graph tasks lr 0.001, 100 epochs (50 for OGB molecules), hidden
     64, 3 layers, batch 32, patience 50, a 10-epoch warm-up, batch norm in GIN and dropout
-    0.1 in GAT.  ``gin_norm`` is the normalisation between a GIN student's layers:
+    0.1 and 4 heads in GAT.  ``gin_norm`` is the normalisation between a GIN student's layers:
     ``"none"`` or ``"batch_norm"`` (batch norm on raw-feature node datasets and graph
     tasks).  ``gat_dropout`` is the GAT students' dropout (features and attention) when
     ``dropout`` is ``None``: ``None`` on node tasks keeps PyG's 0.6, 0.1 on graph tasks.
     ``gat_heads`` is the GAT students' number of attention heads (``hidden`` must be a
-    multiple of it): ``None`` keeps the student default of 8 (the GAT paper's).
+    multiple of it): ``None`` on node tasks keeps the student default of 8 (the GAT
+    paper's), 4 on graph tasks.
     ``pool`` (graph tasks only) is the readout of every graph student: ``"mean"``
     (default), ``"add"`` (= ``"sum"``, Xu et al.'s choice for GIN) or ``"max"``.
     ``dropout`` ``None`` keeps each student's own default (GAT 0.6, the others 0.5).
