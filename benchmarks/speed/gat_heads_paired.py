@@ -1,9 +1,10 @@
 r"""Paired comparison of GAT head counts from ``graphmutual bench`` sweeps of ``gat_heads``.
 
-Reads the JSON of suites run with ``--students gat --methods independent --sweep
-gat_heads=8,4,2`` (one per dataset; ``benchmarks/results/bench/check-gat-heads-*.json``) and
-compares every head count with the baseline (``--baseline``, default 8: the GAT paper's and
-the student's default) **seed by seed** (TU datasets: the same CV fold; OGB: the same seed
+Reads the JSON of suites run with ``--sweep gat_heads=...`` (one per dataset; e.g.
+``--students gat --methods independent --sweep gat_heads=8,4,2``:
+``benchmarks/results/bench/check-gat-heads-{mutag,enzymes,molbace}.json``) and compares
+every head count with the baseline (``--baseline``, default 8: the GAT paper's and the
+student's default) **seed by seed** (TU datasets: the same CV fold; OGB: the same seed
 and split): mean paired difference :math:`\bar d` (x100), its standard error
 :math:`s_d/\sqrt{n}`, a two-sided 95 % t interval and wins-ties-losses, on validation (what
 to choose on) and on test.
@@ -13,7 +14,9 @@ Usage::
     python benchmarks/speed/gat_heads_paired.py \
         benchmarks/results/bench/check-gat-heads-{mutag,enzymes,molbace}.json
 
-Writes ``benchmarks/results/bench/check-gat-heads-paired.{md,json}`` (``--out``).
+Writes ``benchmarks/results/bench/check-gat-heads-paired.{md,json}`` (``--out``).  For GML
+cohorts (``check-gat-heads-gml-*.json``) compare several members, e.g. ``--members
+"gat,best student,ensemble" --out .../check-gat-heads-gml-paired``.
 """
 from __future__ import annotations
 
@@ -64,48 +67,58 @@ def main(argv: List[str] | None = None) -> Dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("suites", nargs="+", help="bench JSON files of gat_heads sweeps")
     p.add_argument("--baseline", type=int, default=8)
-    p.add_argument("--member", default="gat")
+    p.add_argument("--members", default="gat",
+                   help="comma-separated members of the cohort (gat, best student, ensemble)")
+    p.add_argument("--note", default="", help="a paragraph written under the title")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench"
                                         / "check-gat-heads-paired"))
     a = p.parse_args(argv)
+    members = [m.strip() for m in a.members.split(",") if m.strip()]
     rows = []
+    commands = []
     for path in a.suites:
         suite = json.loads(Path(path).read_text())
+        commands.append((path, suite["command"]))
         for name, res in suite["results"]["datasets"].items():
             variants = {_heads(v): r for v, r in res["variants"].items() if "gat_heads=" in v}
             if a.baseline not in variants:
                 raise SystemExit(f"{path}: no gat_heads={a.baseline} variant for {name}")
             base = variants[a.baseline]
             seeds = base["seeds"]
-            for h, r in sorted(variants.items(), reverse=True):
-                common = [s for s in seeds if s in r["seeds"]]
-                row = {"dataset": name, "metric": res["metric"], "heads": h, "n": len(common),
-                       "params": r["params"]["cohort"],
-                       "s_per_epoch": r["seconds_per_epoch"]["mean"],
-                       "fingerprints": r.get("code_fingerprints", [])}
-                for split in ("val", "test"):
-                    mine = _values(r, a.member, split, common)
-                    row[split] = 100 * statistics.fmean(mine)
-                    row[split + "_sd"] = 100 * statistics.stdev(mine)
-                    if h != a.baseline:
-                        row[split + "_diff"] = paired(_values(base, a.member, split, common),
-                                                      mine)
-                rows.append(row)
+            for member in members:
+                for h, r in sorted(variants.items(), reverse=True):
+                    common = [s for s in seeds if s in r["seeds"]]
+                    row = {"dataset": name, "metric": res["metric"], "member": member,
+                           "heads": h, "n": len(common), "params": r["params"]["cohort"],
+                           "s_per_epoch": r["seconds_per_epoch"]["mean"],
+                           "fingerprints": r.get("code_fingerprints", [])}
+                    for split in ("val", "test"):
+                        mine = _values(r, member, split, common)
+                        row[split] = 100 * statistics.fmean(mine)
+                        row[split + "_sd"] = 100 * statistics.stdev(mine)
+                        if h != a.baseline:
+                            row[split + "_diff"] = paired(
+                                _values(base, member, split, common), mine)
+                    rows.append(row)
     cmd = "python benchmarks/speed/gat_heads_paired.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     lines = [f"# GAT heads on graph tasks: paired comparison against {a.baseline} heads", "",
-             f"Command: `{cmd.strip()}`", "",
-             "Independent GAT-only training (graph task defaults otherwise: 3 layers x 64, "
-             "GAT dropout 0.1, mean pooling, batch 32, lr 1e-3; TU datasets 100 epochs on "
-             "10 CV folds, ogbg-molbace 50 epochs on seeds 0-4); metric of the GAT at its "
-             "best validation epoch. `diff` = mean over seeds/folds of (this - "
-             f"{a.baseline} heads), x100, with its standard error and a 95 % t interval; "
-             "W-T-L = seeds where this head count is better / equal / worse. The sources "
-             "(commands, hardware, code fingerprints) are the suites' own files: "
-             + ", ".join(f"`{Path(s).name}`" for s in a.suites) + ".", "",
-             "| dataset (metric) | heads | n | params | s/epoch | val | test | val diff "
-             "(95 % CI) | val W-T-L | test diff (95 % CI) | test W-T-L |",
-             "|---|---:|---:|---:|---:|---|---|---|---|---|---|"]
+             f"Command: `{cmd.strip()}`", ""]
+    if a.note:
+        lines += [a.note, ""]
+    lines += [
+             "Suites: " + "; ".join(f"`{Path(s).name}`: `{c}`" for s, c in commands) + ".",
+             "", "Graph task defaults otherwise (3 layers x 64, GAT dropout 0.1, mean "
+             "pooling, batch 32, lr 1e-3; TU datasets 100 epochs per CV fold, OGB molecules "
+             "50 epochs per seed); each member's metric at its best validation epoch "
+             "(`best student`: the member with the best validation metric of each seed; "
+             "`ensemble`: the mean of the students' probabilities). `diff` = mean over "
+             f"seeds/folds of (this - {a.baseline} heads), x100, with its standard error and "
+             "a 95 % t interval; W-T-L = seeds where this head count is better / equal / "
+             "worse. Hardware and code fingerprints are in the suites' own files.", "",
+             "| dataset (metric) | member | heads | n | params | s/epoch | val | test | "
+             "val diff (95 % CI) | val W-T-L | test diff (95 % CI) | test W-T-L |",
+             "|---|---|---:|---:|---:|---:|---|---|---|---|---|---|"]
     for r in rows:
         cells = []
         for split in ("val", "test"):
@@ -115,7 +128,8 @@ def main(argv: List[str] | None = None) -> Dict:
             else:
                 cells += [f"{d['mean']:+.2f} ± {d['se']:.2f} ({d['lo']:+.2f}, {d['hi']:+.2f})",
                           f"{d['wins']}-{d['ties']}-{d['losses']}"]
-        lines.append(f"| {r['dataset']} ({r['metric']}) | {r['heads']} | {r['n']} | "
+        lines.append(f"| {r['dataset']} ({r['metric']}) | {r['member']} | {r['heads']} | "
+                     f"{r['n']} | "
                      f"{r['params']:,} | {r['s_per_epoch']:.3f} | {r['val']:.2f} ± "
                      f"{r['val_sd']:.2f} | {r['test']:.2f} ± {r['test_sd']:.2f} | "
                      + " | ".join(cells) + " |")
