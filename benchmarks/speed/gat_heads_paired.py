@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -100,7 +101,7 @@ def main(argv: List[str] | None = None) -> Dict:
                             row[split + "_diff"] = paired(
                                 _values(base, member, split, common), mine)
                     rows.append(row)
-    cmd = "python benchmarks/speed/gat_heads_paired.py " + " ".join(
+    cmd = "python benchmarks/speed/gat_heads_paired.py " + shlex.join(
         sys.argv[1:] if argv is None else argv)
     lines = [f"# GAT heads on graph tasks: paired comparison against {a.baseline} heads", "",
              f"Command: `{cmd.strip()}`", ""]
