@@ -62,6 +62,8 @@ pool                      --        --        mean        mean
   difference of 4 heads from 8 (x100, mean +- standard error): MUTAG 0.00 +- 1.52 and
   ENZYMES -0.93 +- 1.24 (10 folds), ogbg-molbace ROC-AUC +0.89 +- 0.35 (5 seeds), all
   within noise; 2 heads lost on ENZYMES (-3.15 +- 1.20) (``check-gat-heads-paired.md``).
+  In the GML cohort (MUTAG, ogbg-molbace) the GAT, the best student and the ensemble
+  tied 8 heads on validation too (``check-gat-heads-gml-paired.md``).
   Four heads halve the last GAT layer, which averages ``heads`` x 64 outputs: a K=3
   GCN+GAT+GIN cohort step on molhiv costs about 12 % less CPU time
   (``benchmarks/results/graph_cohort_cpu.md``).
