@@ -505,17 +505,33 @@ def test_mutual_ensemble_uses_fused_path_for_graph_students(monkeypatch):
 
 
 def test_fused_dropout_keeps_the_distribution():
-    """The fused path's dropout (a torch.rand mask) drops a fraction p and rescales."""
-    from graphmutual.nn.fused import _dropout, _module_dropout
+    """The fused path's dropout (15-bit random integers, two per 32-bit draw) drops a
+    fraction p (rounded to a multiple of 2^-15), rescales exactly, and its masks are
+    independent between neighbouring entries (the two halves of one draw)."""
+    from graphmutual.nn.fused import DROPOUT_LEVELS, _dropout, _module_dropout
 
     torch.manual_seed(0)
-    x = torch.ones(200_000, dtype=torch.float64)
-    for p in (0.2, 0.6):
+    x = torch.ones(200_001, dtype=torch.float64)  # odd: the last draw is used halfway
+    for p in (0.2, 0.5, 0.6):
         y = _dropout(x, p, True)
+        p_hat = round(p * DROPOUT_LEVELS) / DROPOUT_LEVELS
+        assert abs(p_hat - p) <= 0.5 / DROPOUT_LEVELS
         assert abs(float((y == 0).double().mean()) - p) < 0.01
         assert abs(float(y.mean()) - 1.0) < 0.02
-        assert set(y.unique().tolist()) == {0.0, 1.0 / (1.0 - p)}
+        assert set(y.unique().tolist()) == {0.0, 1.0 / (1.0 - p_hat)}
+        kept = (y != 0).double()
+        corr = torch.corrcoef(torch.stack([kept[0:-1:2], kept[1::2]]))[0, 1]
+        assert abs(float(corr)) < 0.01
+    # any shape and dtype; the gradient is the mask
+    x2 = torch.randn(37, 5, requires_grad=True)
+    y2 = _dropout(x2, 0.5, True)
+    y2.sum().backward()
+    assert y2.shape == x2.shape and y2.dtype == torch.float32
+    torch.testing.assert_close(x2.grad * x2.detach(), y2.detach())
+    assert set(x2.grad.unique().tolist()) <= {0.0, 2.0}
     assert _dropout(x, 0.5, False) is x and torch.equal(_dropout(x, 1.0, True), 0 * x)
+    assert torch.equal(_dropout(x, 1.0 - 1e-6, True), 0 * x)  # rounds to p = 1
+    assert _dropout(x[:0], 0.5, True).numel() == 0
     m = torch.nn.Dropout(0.5).eval()
     assert _module_dropout(m, x) is x
 

@@ -14,18 +14,20 @@ batch = collate + forward + loss + backward + Adam step:
 * ``plain_seq3``  -- three plain-PyG models (GCN, GAT with 8 heads, GIN) over PyG's
   ``DataLoader``, trained one after another (the time is the sum of the three).
 * ``cohort``      -- the K=3 GCN+GAT+GIN GML cohort as ``graphmutual train`` trains it now:
-  :func:`graphmutual.train.cohort.build_cohort` (``--hidden 64 --num-layers 2``), batches
+  :func:`graphmutual.train.cohort.build_cohort` (``--hidden 64 --num-layers 2``; GAT's
+  heads are the task default ``gat_heads``), batches
   from :func:`graphmutual.data.graph_loader` (``SliceLoader``), the trainer's
   :func:`~graphmutual.train.trainer.make_optimizer` (Adam, ``fused=True``) and the task's step
   (:func:`graphmutual.train.tasks._step`, one ``float()`` per loss term).
-* ``cohort_before`` -- the same cohort as the trainer ran it before this change: PyG's
-  ``DataLoader`` and the default (for-loop) Adam.
+* ``cohort_before`` -- the cohort as session 11's trainer ran it: PyG's ``DataLoader``, the
+  default (for-loop) Adam and an 8-head GAT.
 * ``cohort_unfused`` -- ``cohort`` with ``fused=False`` (students one by one).
 * ``cohort_foreach_adam`` -- ``cohort`` with ``Adam(foreach=True)``, the trainer's Adam of the
   previous speed pass (bit-identical to the default Adam; the trainer's ``fused=True`` differs
   from it by rounding only).
-* ``cohort_gat4`` -- ``cohort`` with a 4-head GAT student instead of 8 heads (a proposal: it
-  changes the model, so it needs validation evidence before it could become a default).
+* ``cohort_gat8``, ``cohort_gat4``, ``cohort_gat2`` -- ``cohort`` with an 8-, 4- or 2-head
+  GAT student (``gat_heads``; 8 is the GAT paper's and the node tasks' default; the graph
+  default is chosen on validation: ``benchmarks/results/bench/check-gat-heads-*.md``).
 
 Timing is interleaved in blocks of ``--block`` batches (the variants take turns every
 block, order rotated) so that load from other processes hits all variants alike. Both the
@@ -62,16 +64,19 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "datasets"
 VARIANTS = ("plain_gin", "plain_gin_slice", "plain_seq3", "cohort", "cohort_before",
-            "cohort_unfused", "cohort_foreach_adam", "cohort_gat4")
+            "cohort_unfused", "cohort_foreach_adam", "cohort_gat8", "cohort_gat4",
+            "cohort_gat2")
 #: ``cohort_*`` variant -> keyword arguments of :func:`cohort_steps`
-COHORTS = {"cohort": {}, "cohort_before": {"adam": "loop", "fast": False},
+COHORTS = {"cohort": {}, "cohort_before": {"adam": "loop", "fast": False, "gat_heads": 8},
            "cohort_unfused": {"fused": False}, "cohort_foreach_adam": {"adam": "foreach"},
-           "cohort_gat4": {"gat_heads": 4}}
+           "cohort_gat8": {"gat_heads": 8}, "cohort_gat4": {"gat_heads": 4},
+           "cohort_gat2": {"gat_heads": 2}}
 #: (numerator, denominator) of the reported ratios
 RATIOS = (("cohort", "plain_gin"), ("plain_seq3", "cohort"), ("cohort", "plain_gin_slice"),
           ("cohort_before", "cohort"), ("cohort_before", "plain_gin"),
           ("cohort_unfused", "cohort"), ("cohort_foreach_adam", "cohort"),
-          ("cohort_foreach_adam", "plain_gin"), ("cohort_gat4", "plain_gin"),
+          ("cohort_foreach_adam", "plain_gin"), ("cohort_gat8", "plain_gin"),
+          ("cohort_gat4", "plain_gin"), ("cohort_gat2", "plain_gin"),
           ("plain_seq3", "cohort_gat4"), ("plain_gin", "plain_gin_slice"))
 
 
@@ -165,12 +170,12 @@ def _timed(loader, step: Callable[[object], None]) -> Callable[[int], Tuple[floa
 
 # ------------------------------------------------------------------------ graphmutual cohort
 def cohort_steps(ds, train_idx, hidden: int, layers: int, bs: int, fused: bool = True,
-                 adam: str = "trainer", fast: bool = True, gat_heads: int = 8):
+                 adam: str = "trainer", fast: bool = True, gat_heads: int | None = None):
     """``(run, cohort)``: ``run(n)`` trains ``n`` batches of the GML cohort.
 
     ``adam``: ``"trainer"`` (:func:`~graphmutual.train.trainer.make_optimizer`), ``"loop"``
     (PyTorch's default), ``"foreach"`` or ``"fused"``; ``fast``: the package's loader (else
-    PyG's).
+    PyG's); ``gat_heads``: GAT's heads (``None``: the task default).
     """
     from graphmutual.mutual import MutualEnsemble
     from graphmutual.train.cohort import _student_kwargs, build_students, unique_names
@@ -182,9 +187,8 @@ def cohort_steps(ds, train_idx, hidden: int, layers: int, bs: int, fused: bool =
     torch.manual_seed(0)
     cfg = resolve_config(TrainConfig(dataset="ogbg-molhiv", students=["gcn", "gat", "gin"],
                                      method="gml", hidden=hidden, num_layers=layers,
-                                     batch_size=bs), ds)
+                                     batch_size=bs, gat_heads=gat_heads), ds)
     kwargs = _student_kwargs(cfg)
-    kwargs["gat"] = {**kwargs.get("gat", {}), "heads": gat_heads}
     students = build_students(ds, list(cfg.students), cfg.hidden, cfg.num_layers, cfg.dropout,
                               student_kwargs=kwargs, pool=cfg.pool,
                               edge_features=cfg.edge_features)
@@ -295,7 +299,9 @@ def main(argv: List[str] | None = None) -> Dict:
                                        **COHORTS[v])
             runners[v] = [run]
             if v == "cohort":
-                fused_info = repr(getattr(cohort, "_fused", None))
+                gat = [st for st in cohort.students if st.name == "gat"][0]
+                fused_info = (f"{getattr(cohort, '_fused', None)!r}, GAT heads "
+                              f"{gat.node_model.convs[0].heads}")
 
     # blocks of --block batches, variants interleaved block by block (order rotated), so
     # that a burst of load from other processes hits every variant alike

@@ -120,11 +120,13 @@ Not supported: GraphSAGE and other convolutions, ``GATv2``, edge weights / edge 
 
 Dropout: the fused path applies dropout in the same places as the students (after each
 hidden layer's activation, and GAT's attention dropout), using each module's ``training``
-flag; the masks are drawn differently (from ``torch.rand``, two to three times faster than
-``bernoulli_`` on CPU, also for the students' own ``nn.Dropout`` modules), so
-training-mode outputs only agree in distribution. GAT's two attention vectors are folded
-into its linear map: the scores are :math:`\mathbf{x}(\Theta^h\mathbf{a}^h)`, two thin
-matrix products next to :math:`\mathbf{z} = \mathbf{x}\Theta`.
+flag; the masks are drawn differently (two 15-bit random integers per 32-bit draw, about
+four times faster than ``bernoulli_`` on CPU, also for the students' own ``nn.Dropout``
+modules; the drop probability is ``p`` rounded to a multiple of :math:`2^{-15}`, see
+:func:`_dropout`), so training-mode outputs only agree in distribution. GAT's two
+attention vectors are folded into its linear map: the scores are
+:math:`\mathbf{x}(\Theta^h\mathbf{a}^h)`, two thin matrix products next to
+:math:`\mathbf{z} = \mathbf{x}\Theta`.
 """
 from __future__ import annotations
 
@@ -234,14 +236,29 @@ def _build_graph(edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> _Gra
     return _Graph(edge_index, edge_index._version, num_nodes, csr, row, loop, gcn, gin)
 
 
+#: Dropout masks compare 15-bit random integers with ``round(p * DROPOUT_LEVELS)``.
+DROPOUT_LEVELS = 1 << 15
+
+
 def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Dropout with a mask from ``torch.rand`` (same distribution as :func:`F.dropout`;
-    two to three times faster on CPU, where ``bernoulli_`` is slow)."""
+    r"""Dropout with a cheap mask: two 15-bit random integers from every 32-bit draw.
+
+    An entry is dropped when its integer :math:`r \in [0, 2^{15})` is below
+    :math:`t = \mathrm{round}(p\,2^{15})`, i.e. with probability :math:`\hat p = t / 2^{15}`
+    (:math:`|\hat p - p| \le 2^{-16}`; exact for ``p = 0.5``), and kept entries are scaled
+    by :math:`1 / (1 - \hat p)`, so the expectation is exactly ``x``.  Half the random
+    draws of ``torch.rand`` and about half the time of a ``torch.rand`` mask on the CPU
+    (``bernoulli_``, which :func:`F.dropout` uses, is slower still).
+    """
     if not training or p == 0.0:
         return x
-    if p >= 1.0:
+    t = round(p * DROPOUT_LEVELS)
+    if p >= 1.0 or t >= DROPOUT_LEVELS:
         return x * 0.0
-    return x * ((torch.rand_like(x) >= p).to(x.dtype) * (1.0 / (1.0 - p)))
+    n = x.numel()
+    r = torch.empty((n + 1) // 2, dtype=torch.int32, device=x.device).random_()  # 31 bits
+    r = r.view(torch.int16)[:n].view(x.shape).bitwise_and_(DROPOUT_LEVELS - 1)
+    return x * r.ge_(t).to(x.dtype).mul_(DROPOUT_LEVELS / (DROPOUT_LEVELS - t))
 
 
 def _module_dropout(module: nn.Module, x: Tensor) -> Tensor:

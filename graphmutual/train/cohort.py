@@ -112,12 +112,18 @@ def _edge_encoder(dataset: GraphDataset, width: int, hidden: int) -> nn.Module:
 
 def _student_kwargs(config: ResolvedConfig) -> Dict[str, Dict[str, Any]]:
     """Per-student constructor arguments that come from the task defaults: GIN's
-    normalisation and, on graph tasks, GAT's dropout (``config.dropout`` still wins)."""
+    normalisation and, on graph tasks, GAT's dropout (``config.dropout`` still wins) and
+    GAT's number of heads."""
     kwargs: Dict[str, Dict[str, Any]] = {}
     if config.gin_norm != "none":
         kwargs["gin"] = {"norm": config.gin_norm}
+    gat: Dict[str, Any] = {}
     if config.gat_dropout is not None:
-        kwargs["gat"] = {"dropout": config.gat_dropout}
+        gat["dropout"] = config.gat_dropout
+    if config.gat_heads is not None:
+        gat["heads"] = config.gat_heads
+    if gat:
+        kwargs["gat"] = gat
     return kwargs
 
 

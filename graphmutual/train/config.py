@@ -29,20 +29,23 @@ class TrainConfig:
 
     ``None`` for ``divergence``, ``lr``, ``epochs``, ``hidden``, ``num_layers``,
     ``batch_size``, ``patience``, ``warmup``, ``normalize_features``, ``gin_norm``,
-    ``gat_dropout`` and ``pool`` means "the task's default", and ``None`` for ``weighting``
-    and ``entropy``
-    "the method's preset": :func:`~graphmutual.train.defaults.resolve_config` resolves a
-    config once into a frozen :class:`~graphmutual.train.defaults.ResolvedConfig`, and
+    ``gat_dropout``, ``gat_heads`` and ``pool`` means "the task's default", and ``None`` for
+    ``weighting`` and ``entropy`` "the method's preset":
+    :func:`~graphmutual.train.defaults.resolve_config` resolves a config once into a frozen
+    :class:`~graphmutual.train.defaults.ResolvedConfig`, and
     :func:`~graphmutual.train.defaults_for` shows the defaults of a dataset (the table and
     the evidence for each are in :mod:`graphmutual.train.defaults`).  In short: node tasks
     lr 0.01, 200 epochs, hidden 64, 2 layers, patience 100, a 50-epoch mimicry warm-up
     and, on Planetoid datasets, row-normalised features and, for GML, the balanced
     forward/reverse KL divergence; graph tasks lr 0.001, 100 epochs (50 for OGB molecules), hidden
     64, 3 layers, batch 32, patience 50, a 10-epoch warm-up, batch norm in GIN and dropout
-    0.1 in GAT.  ``gin_norm`` is the normalisation between a GIN student's layers:
+    0.1 and 4 heads in GAT.  ``gin_norm`` is the normalisation between a GIN student's layers:
     ``"none"`` or ``"batch_norm"`` (batch norm on raw-feature node datasets and graph
     tasks).  ``gat_dropout`` is the GAT students' dropout (features and attention) when
     ``dropout`` is ``None``: ``None`` on node tasks keeps PyG's 0.6, 0.1 on graph tasks.
+    ``gat_heads`` is the GAT students' number of attention heads (``hidden`` must be a
+    multiple of it): ``None`` on node tasks keeps the student default of 8 (the GAT
+    paper's), 4 on graph tasks.
     ``pool`` (graph tasks only) is the readout of every graph student: ``"mean"``
     (default), ``"add"`` (= ``"sum"``, Xu et al.'s choice for GIN) or ``"max"``.
     ``dropout`` ``None`` keeps each student's own default (GAT 0.6, the others 0.5).
@@ -95,6 +98,7 @@ class TrainConfig:
     dropout: Optional[float] = None
     gin_norm: Optional[str] = None
     gat_dropout: Optional[float] = None
+    gat_heads: Optional[int] = None
     pool: Optional[str] = None
     edge_features: bool = False
     transductive: bool = False
@@ -127,7 +131,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a number (got {v!r})")
         if self.warmup is not None and self.warmup < 0:
             raise ConfigError(f"warmup must be >= 0 (got {self.warmup})")
-        for name in ("epochs", "hidden", "num_layers", "batch_size", "patience", "threads"):
+        for name in ("epochs", "hidden", "num_layers", "batch_size", "patience", "threads",
+                     "gat_heads"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise ConfigError(f"{name} must be a positive integer (got {v!r})")
