@@ -232,3 +232,22 @@ python benchmarks/tools/paired_wins.py benchmarks/results/bench/graph-gin3-tu.js
     --baselines independent,dml,gml --name graph-gin3-tu-paired
 $BENCH --root "$DATA" --datasets proteins --methods main --seeds 10 --seeds-per-job 1 \
     --name graph-proteins-v2
+
+# (11) session 13: GAT heads on graph tasks (the evidence for gat_heads=4), GAT alone and in
+#      the GML cohort, paired by fold/seed (the speed run is the bench_graph_cohort.py line above)
+$BENCH --root "$DATA" --datasets mutag --students gat --methods independent --seeds 10 \
+    --sweep gat_heads=8,4,2 --name check-gat-heads-mutag
+$BENCH --root "$DATA" --datasets enzymes --students gat --methods independent --seeds 10 \
+    --sweep gat_heads=8,4,2 --name check-gat-heads-enzymes
+$BENCH --root "$DATA" --datasets ogbg-molbace --students gat --methods independent --seeds 5 \
+    --sweep gat_heads=8,4,2 --name check-gat-heads-molbace
+$BENCH --root "$DATA" --datasets mutag --methods gml --seeds 10 --sweep gat_heads=8,4 \
+    --name check-gat-heads-gml-mutag
+$BENCH --root "$DATA" --datasets ogbg-molbace --methods gml --seeds 5 --sweep gat_heads=8,4 \
+    --name check-gat-heads-gml-molbace
+python benchmarks/speed/gat_heads_paired.py benchmarks/results/bench/check-gat-heads-mutag.json \
+    benchmarks/results/bench/check-gat-heads-enzymes.json \
+    benchmarks/results/bench/check-gat-heads-molbace.json
+python benchmarks/speed/gat_heads_paired.py benchmarks/results/bench/check-gat-heads-gml-mutag.json \
+    benchmarks/results/bench/check-gat-heads-gml-molbace.json \
+    --members 'gat,best student,ensemble' --out benchmarks/results/bench/check-gat-heads-gml-paired
