@@ -230,8 +230,14 @@ $BENCH --root "$DATA" --datasets mutag,enzymes --methods main --students gin,gin
     --seeds-per-job 1 --name graph-gin3-tu
 python benchmarks/tools/paired_wins.py benchmarks/results/bench/graph-gin3-tu.json \
     --baselines independent,dml,gml --name graph-gin3-tu-paired
+for m in independent:graph-proteins-v2 gml:graph-proteins-v2-gml dml:graph-proteins-v2-dml; do
+  $BENCH --root "$DATA" --datasets proteins --methods "${m%%:*}" --seeds 10 --seeds-per-job 1 \
+      --name "${m#*:}"
+done
 $BENCH --root "$DATA" --datasets proteins --methods main --seeds 10 --seeds-per-job 1 \
-    --name graph-proteins-v2
+    --name graph-proteins-v2 --aggregate-only
+python benchmarks/tools/paired_wins.py benchmarks/results/bench/graph-proteins-v2.json \
+    --baselines independent,dml,gml --name graph-proteins-v2-paired
 
 # (11) session 13: GAT heads on graph tasks (the evidence for gat_heads=4), GAT alone and in
 #      the GML cohort, paired by fold/seed (the speed run is the bench_graph_cohort.py line above)
