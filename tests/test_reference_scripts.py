@@ -82,3 +82,20 @@ def test_ogb_script_runs_one_epoch_with_bond_features(tmp_dataset_copy, tmp_path
     assert 0.0 <= best["test"] <= 1.0 and best["epoch"] == 0
     with pytest.raises(ValueError, match="edge-feature"):
         mol.MolNet("gcn", 16, 2, 0.5, "mean", bond=True, heads=4)
+
+
+def test_ogb_script_graphmutual_model_switches(tmp_dataset_copy, tmp_path):
+    """--fixed-eps freezes GIN's eps at 0; --softmax2 trains two logits with cross-entropy and
+    scores the class-1 probability."""
+    mol = _load("ogb_mol")
+    net = mol.MolNet("gin", 16, 2, 0.5, "mean", bond=False, heads=1, train_eps=False, out=2)
+    assert all(not isinstance(c.eps, torch.nn.Parameter) for c in net.convs)
+    assert all(isinstance(c.eps, torch.nn.Parameter)
+               for c in mol.MolNet("gin", 16, 2, 0.5, "mean", bond=False, heads=1).convs)
+    root = tmp_dataset_copy("ogb/ogbg_molbace")
+    out = tmp_path / "bace.json"
+    assert mol.main(["--dataset", "ogbg-molbace", "--root", str(root), "--seeds", "0",
+                     "--epochs", "1", "--hidden", "16", "--fixed-eps", "--softmax2",
+                     "--out", str(out)]) == 0
+    best = json.loads(out.read_text())["runs"][0]["best"]
+    assert 0.0 <= best["test"] <= 1.0

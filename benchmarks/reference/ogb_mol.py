@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", required=True,
                    help="folder holding ogb/ogbg_<name>/ (writable: processed/ is written)")
     p.add_argument("--bond", action="store_true", help="bond features (GINE / GAT edge_dim)")
+    p.add_argument("--fixed-eps", action="store_true",
+                   help="GIN with eps fixed at 0 (GIN-0, PyG's BasicGNN GIN and graphmutual's "
+                        "student) instead of a trainable eps")
+    p.add_argument("--softmax2", action="store_true",
+                   help="two logits and softmax cross-entropy (graphmutual's loss) instead of "
+                        "one logit and BCE; scored by the softmax probability of class 1")
     common.add_model_args(p, epochs=50)
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
     common.add_output_args(p, "seed")
@@ -61,7 +67,7 @@ class MolNet(nn.Module):
 
     def __init__(self, model: str, hidden: int, layers: int, dropout: float, pool: str,
                  bond: bool, heads: int, head: str = "linear", plain_last: bool = False,
-                 norm: str = "batch_norm") -> None:
+                 norm: str = "batch_norm", train_eps: bool = True, out: int = 1) -> None:
         super().__init__()
         from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
         from torch_geometric.nn import GATConv, GCNConv, GINConv, GINEConv
@@ -76,7 +82,8 @@ class MolNet(nn.Module):
             if model == "gin":
                 mlp = nn.Sequential(nn.Linear(hidden, hidden), common.norm_layer(norm, hidden),
                                     nn.ReLU(), nn.Linear(hidden, hidden))
-                conv = GINEConv(mlp, train_eps=True) if bond else GINConv(mlp, train_eps=True)
+                conv = (GINEConv(mlp, train_eps=train_eps) if bond
+                        else GINConv(mlp, train_eps=train_eps))
             elif model == "gcn":
                 conv = GCNConv(hidden, hidden)
             else:
@@ -85,7 +92,7 @@ class MolNet(nn.Module):
             self.convs.append(conv)
             self.norms.append(common.norm_layer(norm, hidden))
         self.dropout, self.pool, self.plain_last = dropout, pool, plain_last
-        self.head = common.head_layer(head, hidden, 1, dropout)
+        self.head = common.head_layer(head, hidden, out, dropout)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, batch: Tensor) -> Tensor:
         def call(k: int, conv: nn.Module, h: Tensor) -> Tensor:
@@ -103,7 +110,8 @@ def evaluate(model: nn.Module, loader, evaluator) -> float:
     model.eval()
     ys, ps = [], []
     for b in loader:
-        ps.append(model(b.x, b.edge_index, b.edge_attr, b.batch))
+        p = model(b.x, b.edge_index, b.edge_attr, b.batch)
+        ps.append(p.softmax(-1)[:, 1:] if p.size(-1) == 2 else p)
         ys.append(b.y.view(-1, 1))
     return float(evaluator.eval({"y_true": torch.cat(ys).numpy(),
                                  "y_pred": torch.cat(ps).numpy()})["rocauc"])
@@ -117,21 +125,31 @@ def _bce_step(model: nn.Module, b) -> tuple:
     return F.binary_cross_entropy_with_logits(logit[ok], y[ok]), int(ok.sum())
 
 
+def _ce2_step(model: nn.Module, b) -> tuple:
+    """Softmax cross-entropy over two logits (graphmutual's loss), labelled targets only."""
+    logits = model(b.x, b.edge_index, b.edge_attr, b.batch)
+    y = b.y.view(-1)
+    ok = ~torch.isnan(y)
+    return F.cross_entropy(logits[ok], y[ok].long()), int(ok.sum())
+
+
 def run_seed(args, dataset, split, seed: int) -> Dict:
     from ogb.graphproppred import Evaluator
 
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = MolNet(args.model, args.hidden, args.layers, args.dropout, args.pool, args.bond,
-                   args.heads, args.head, args.plain_last, args.norm)
+                   args.heads, args.head, args.plain_last, args.norm,
+                   train_eps=not args.fixed_eps, out=2 if args.softmax2 else 1)
     evaluator = Evaluator(args.dataset)
 
     def log(epoch: int, loss: float, val: float, tst: float, train_s: float) -> None:
         print(f"seed {seed} epoch {epoch:3d} loss {loss:.4f} val {val:.4f} "
               f"test {tst:.4f} ({train_s:.1f} s)", flush=True)
 
+    step = _ce2_step if args.softmax2 else _bce_step
     return common.fit(model, args, seed, dataset, split["train"], split["valid"],
-                      split["test"], _bce_step, lambda m, loader: evaluate(m, loader, evaluator),
+                      split["test"], step, lambda m, loader: evaluate(m, loader, evaluator),
                       log)
 
 
