@@ -49,3 +49,25 @@ def test_bad_gat_heads_are_rejected_clearly():
     # without a GAT student the setting is unused, so any positive value is fine
     assert resolve_config(TrainConfig(students=["gcn"], method="independent", gat_heads=3),
                           cora).gat_heads == 3
+
+
+def test_gin_train_eps_makes_eps_a_parameter_and_is_exported(tmp_dataset_copy):
+    """``gin_train_eps``: GIN-eps (learned) instead of GIN-0; off by default."""
+    import torch
+    from torch_geometric.nn import GINConv
+
+    mutag = load_dataset("mutag", root=str(tmp_dataset_copy("TUDataset/MUTAG")))
+
+    def gin(**overrides):
+        config = TrainConfig(students=["gin"], method="independent", **overrides)
+        return build_cohort(mutag, config).students[0].node_model
+
+    assert resolve_config(TrainConfig(), mutag).gin_train_eps is False
+    fixed, learned = gin(), gin(gin_train_eps=True)
+    convs = [c for c in learned.convs if isinstance(c, GINConv)]
+    assert convs and all(isinstance(c.eps, torch.nn.Parameter) for c in convs)
+    assert not any(isinstance(c.eps, torch.nn.Parameter) for c in fixed.convs)
+    assert learned.init_kwargs["train_eps"] is True  # a plain-PyG rebuild gets it too
+    for bad in (1, "yes", None):
+        with pytest.raises(ConfigError, match="gin_train_eps must be true or false"):
+            TrainConfig(gin_train_eps=bad)

@@ -45,7 +45,8 @@ BASELINE_CONFIG: Dict[str, Any] = {
     "t_max": 4.0, "schedule": "simultaneous", "renyi_alpha": 0.5, "balance": 0.5,
     "epochs": None, "lr": None, "weight_decay": 5e-4, "hidden": None, "num_layers": None,
     "dropout": None, "gat_dropout": None, "gat_heads": None, "gin_norm": None, "pool": None,
-    "edge_features": False, "transductive": False, "node_mimic": 0.0, "view_drop": 0.0,
+    "edge_features": False, "gin_train_eps": False, "transductive": False,
+    "node_mimic": 0.0, "view_drop": 0.0,
     "alw_holdout": 0.0, "boost": 0.0, "batch_size": None, "fanout": None, "patience": None,
     "normalize_features": None, "deterministic": False,
 }

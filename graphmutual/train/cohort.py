@@ -112,11 +112,13 @@ def _edge_encoder(dataset: GraphDataset, width: int, hidden: int) -> nn.Module:
 
 def _student_kwargs(config: ResolvedConfig) -> Dict[str, Dict[str, Any]]:
     """Per-student constructor arguments that come from the task defaults: GIN's
-    normalisation and, on graph tasks, GAT's dropout (``config.dropout`` still wins) and
-    GAT's number of heads."""
+    normalisation and trainable epsilon and, on graph tasks, GAT's dropout
+    (``config.dropout`` still wins) and GAT's number of heads."""
     kwargs: Dict[str, Dict[str, Any]] = {}
     if config.gin_norm != "none":
         kwargs["gin"] = {"norm": config.gin_norm}
+    if config.gin_train_eps:
+        kwargs.setdefault("gin", {})["train_eps"] = True
     gat: Dict[str, Any] = {}
     if config.gat_dropout is not None:
         gat["dropout"] = config.gat_dropout

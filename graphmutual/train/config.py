@@ -46,6 +46,10 @@ class TrainConfig:
     ``gat_heads`` is the GAT students' number of attention heads (``hidden`` must be a
     multiple of it): ``None`` on node tasks keeps the student default of 8 (the GAT
     paper's), 4 on graph tasks.
+    ``gin_train_eps`` makes the GIN students learn :math:`\epsilon` in
+    :math:`h_\Theta((1 + \epsilon) x_i + \sum_j x_j)` (GIN-:math:`\epsilon`, as OGB's examples
+    and the plain-PyG reference scripts do) instead of fixing it at 0 (GIN-0, PyG's
+    ``GIN`` default); off by default.
     ``pool`` (graph tasks only) is the readout of every graph student: ``"mean"``
     (default), ``"add"`` (= ``"sum"``, Xu et al.'s choice for GIN) or ``"max"``.
     ``dropout`` ``None`` keeps each student's own default (GAT 0.6, the others 0.5).
@@ -101,6 +105,7 @@ class TrainConfig:
     gat_heads: Optional[int] = None
     pool: Optional[str] = None
     edge_features: bool = False
+    gin_train_eps: bool = False
     transductive: bool = False
     node_mimic: float = 0.0
     view_drop: float = 0.0
@@ -156,7 +161,7 @@ class TrainConfig:
             raise ConfigError(f"gin_norm must be one of {GIN_NORMS} (got {self.gin_norm!r})")
         if self.pool is not None and self.pool not in POOLS:
             raise ConfigError(f"pool must be one of {sorted(POOLS)} (got {self.pool!r})")
-        for name in ("edge_features", "transductive"):
+        for name in ("edge_features", "transductive", "gin_train_eps"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false (got {getattr(self, name)!r})")
         if self.fanout is not None:

@@ -240,6 +240,7 @@ class ResolvedConfig:
     gat_heads: Optional[int]
     pool: Optional[str]
     edge_features: bool
+    gin_train_eps: bool
     transductive: bool
     node_mimic: float
     view_drop: float
