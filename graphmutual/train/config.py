@@ -46,10 +46,9 @@ class TrainConfig:
     ``gat_heads`` is the GAT students' number of attention heads (``hidden`` must be a
     multiple of it): ``None`` on node tasks keeps the student default of 8 (the GAT
     paper's), 4 on graph tasks.
-    ``gin_train_eps`` makes the GIN students learn :math:`\epsilon` in
-    :math:`h_\Theta((1 + \epsilon) x_i + \sum_j x_j)` (GIN-:math:`\epsilon`, as OGB's examples
-    and the plain-PyG reference scripts do) instead of fixing it at 0 (GIN-0, PyG's
-    ``GIN`` default); off by default.
+    ``gin_train_eps`` makes the GIN students learn ``eps`` in ``MLP((1 + eps) * x_i + sum_j
+    x_j)`` (GIN-eps, as OGB's examples and the plain-PyG reference scripts do) instead of
+    fixing it at 0 (GIN-0, PyG's ``GIN`` default); off by default.
     ``pool`` (graph tasks only) is the readout of every graph student: ``"mean"``
     (default), ``"add"`` (= ``"sum"``, Xu et al.'s choice for GIN) or ``"max"``.
     ``dropout`` ``None`` keeps each student's own default (GAT 0.6, the others 0.5).
