@@ -257,3 +257,9 @@ python benchmarks/speed/gat_heads_paired.py benchmarks/results/bench/check-gat-h
 python benchmarks/speed/gat_heads_paired.py benchmarks/results/bench/check-gat-heads-gml-mutag.json \
     benchmarks/results/bench/check-gat-heads-gml-molbace.json \
     --members 'gat,best student,ensemble' --out benchmarks/results/bench/check-gat-heads-gml-paired
+
+# (12) session 13: ogbg-molbbbp with the current graph defaults (4-head GAT)
+$BENCH --root "$DATA" --datasets ogbg-molbbbp --methods main --seeds 5 --seeds-per-job 1 \
+    --name graph-molbbbp-v3
+python benchmarks/tools/paired_wins.py benchmarks/results/bench/graph-molbbbp-v3.json \
+    --baselines independent,dml,gml --name graph-molbbbp-v3-paired
