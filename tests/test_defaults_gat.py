@@ -1,4 +1,5 @@
-"""The ``gat_heads`` setting: a TrainConfig key and a task default next to ``gat_dropout``."""
+"""Student settings in TrainConfig: ``gat_heads`` (a task default next to ``gat_dropout``)
+and ``gin_train_eps``."""
 import pytest
 
 from graphmutual.data import load_dataset
@@ -46,6 +47,8 @@ def test_bad_gat_heads_are_rejected_clearly():
     cora = load_dataset("cora")
     with pytest.raises(ConfigError, match=r"hidden \(64\) must be a multiple of gat_heads"):
         resolve_config(TrainConfig(gat_heads=3), cora)
+    with pytest.raises(ConfigError, match="must be a multiple of gat_heads"):
+        resolve_config(TrainConfig(students=["GAT", "gcn"], gat_heads=3), cora)  # any case
     # without a GAT student the setting is unused, so any positive value is fine
     assert resolve_config(TrainConfig(students=["gcn"], method="independent", gat_heads=3),
                           cora).gat_heads == 3

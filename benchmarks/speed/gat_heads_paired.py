@@ -23,21 +23,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shlex
 import statistics
-import sys
 from pathlib import Path
 from typing import Dict, List
 
+from graphmutual.bench.environment import command_line
+
 ROOT = Path(__file__).resolve().parents[2]
 
-#: two-sided 95 % quantiles of Student's t by degrees of freedom (no SciPy needed)
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-        9: 2.262, 10: 2.228, 14: 2.145, 19: 2.093, 29: 2.045}
-
-
 def _t975(df: int) -> float:
-    return T975.get(df) or T975[max(k for k in T975 if k <= df)]
+    """Two-sided 95 % quantile of Student's t with ``df`` degrees of freedom."""
+    from scipy.stats import t  # SciPy comes with scikit-learn, a dependency
+
+    return float(t.ppf(0.975, df))
 
 
 def _heads(variant: str) -> int:
@@ -101,8 +99,7 @@ def main(argv: List[str] | None = None) -> Dict:
                             row[split + "_diff"] = paired(
                                 _values(base, member, split, common), mine)
                     rows.append(row)
-    cmd = "python benchmarks/speed/gat_heads_paired.py " + shlex.join(
-        sys.argv[1:] if argv is None else argv)
+    cmd = command_line(None if argv is None else [__file__, *argv])
     lines = [f"# GAT heads on graph tasks: paired comparison against {a.baseline} heads", "",
              f"Command: `{cmd.strip()}`", ""]
     if a.note:

@@ -302,7 +302,8 @@ def resolve_config(config: Any, dataset: Any) -> ResolvedConfig:
                          if values["batch_size"] else None),
     )
     heads = values["gat_heads"]
-    if heads is not None and "gat" in values["students"] and values["hidden"] % heads:
+    has_gat = any(str(n).lower() == "gat" for n in values["students"])
+    if heads is not None and has_gat and values["hidden"] % heads:
         raise ConfigError(f"hidden ({values['hidden']}) must be a multiple of gat_heads "
                           f"({heads}): the GAT students split their width into the heads")
     missing = [k for k in _CONCRETE if values.get(k) is None]
