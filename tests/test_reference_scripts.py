@@ -99,3 +99,18 @@ def test_ogb_script_graphmutual_model_switches(tmp_dataset_copy, tmp_path):
                      "--out", str(out)]) == 0
     best = json.loads(out.read_text())["runs"][0]["best"]
     assert 0.0 <= best["test"] <= 1.0
+
+
+def test_make_tables_best_member_is_chosen_per_seed_on_validation(tmp_path):
+    tables = _load("make_tables")
+    for seed, (a, b) in enumerate([((0.8, 0.70), (0.7, 0.90)), ((0.6, 0.50), (0.9, 0.60))]):
+        run = tmp_path / f"run-s{seed}"
+        run.mkdir()
+        members = {name: {"val": [v], "test": [t], "best_epoch": [3]}
+                   for name, (v, t) in (("gin", a), ("gin_2", b))}
+        members["ensemble"] = {"val": [0.99], "test": [0.99], "best_epoch": [3]}  # not a student
+        (run / "results.json").write_text(json.dumps(
+            {"seeds": [seed], "members": members, "seconds_per_epoch": [1.0]}))
+    vals = tables.graphmutual_values(str(tmp_path / "run-s*"), "best")
+    assert vals == {0: (0.8, 0.70, 3, 1.0), 1: (0.9, 0.60, 3, 1.0)}
+    assert tables.graphmutual_values(str(tmp_path / "run-s*"), "gin_2")[0][0] == 0.7

@@ -27,7 +27,8 @@ def reference_values(path: Path) -> Dict[int, Tuple[float, float, int, float]]:
 
 
 def graphmutual_values(pattern: str, member: str) -> Dict[int, Tuple[float, float, int, float]]:
-    """seed → (val, test, best epoch, s/epoch) from ``graphmutual train`` output folders."""
+    """seed → (val, test, best epoch, s/epoch) from ``graphmutual train`` output folders;
+    ``member`` ``"best"`` takes, per seed, the student with the best validation metric."""
     out = {}
     for folder in sorted(glob.glob(pattern)):
         f = Path(folder) / "results.json"
@@ -36,8 +37,12 @@ def graphmutual_values(pattern: str, member: str) -> Dict[int, Tuple[float, floa
             if not f.is_file():
                 continue
         rec = json.loads(f.read_text())
-        m = rec["members"][member]
         for k, seed in enumerate(rec["seeds"]):
+            name = member
+            if member == "best":  # the student with the best validation metric of this seed
+                students = [n for n in rec["members"] if not n.startswith("ensemble")]
+                name = max(students, key=lambda n: rec["members"][n]["val"][k])
+            m = rec["members"][name]
             out[seed] = (m["val"][k], m["test"][k], m["best_epoch"][k],
                          rec["seconds_per_epoch"][k])
     return out
